@@ -1,0 +1,47 @@
+# Two commands do everything on a fresh machine with python3:
+#   make run    set up the environment and data, run the default study, build results/report.html
+#   make test   set up the environment, data and test tools, run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+
+.PHONY: run test env test-env data lint report clean
+
+run: env data
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(SNAKEMAKE_ARGS)
+	@echo "Results in results/, report in results/report.html"
+
+test: test-env data
+	$(BIN)/python -m pytest -ra
+
+env: $(VENV)/.runtime-installed
+
+test-env: $(VENV)/.test-installed
+
+# pip takes torch/torchvision from the local wheels when they are there (no multi-GB download).
+$(VENV)/.runtime-installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23" "setuptools>=61" wheel
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+# Debian's dataset-fashion-mnist when apt works, else torchvision's download into data/.
+data: env
+	$(BIN)/python -m unit_ablation.fetch_data
+
+lint: test-env
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,22 @@
+rule ablate:
+    input:
+        model="results/models/{model}.pt",
+        dataset=DATASET,
+    output:
+        "results/{model}/ablation/chunks/{layer}/{chunk}.npz",
+    log:
+        "results/logs/ablate/{model}/{layer}/{chunk}.log",
+    conda:
+        "../envs/ablate.yaml"
+    threads: config["threads"]["ablate"]
+    resources:
+        gpu=ablation_gpus(),
+    params:
+        layer="{layer}",
+        units=lambda wildcards: chunk_units(wildcards.chunk),
+        value=config["ablation"]["value"],
+        batch_size=int(config["ablation"]["batch_size"]),
+        units_per_pass=int(config["ablation"]["units_per_pass"]),
+        device=config["ablation"]["device"],
+    script:
+        "../scripts/ablate.py"

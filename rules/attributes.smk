@@ -1,0 +1,16 @@
+rule attributes:
+    input:
+        activations="results/{model}/activations/{layer}.npz",
+        model="results/models/{model}.pt",
+    output:
+        units="results/{model}/attributes/{layer}.tsv",
+        classes="results/{model}/attributes/{layer}.classes.tsv",
+    log:
+        "results/logs/attributes/{model}/{layer}.log",
+    conda:
+        "../envs/attributes.yaml"
+    threads: 1
+    params:
+        layer="{layer}",
+    script:
+        "../scripts/attributes.py"

@@ -1,0 +1,137 @@
+# Helpers shared by the rules: model and layer lists, chunking, and each rule's config slice.
+# Runs at parse time on the submit host and in every cluster job: keep it cheap (no torch).
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from unit_ablation.architecture import CONV_LAYERS, layer_units
+from unit_ablation.fetch_data import IDX_NAMES
+from unit_ablation.layers import LayerSpec, parse_layer_spec
+
+DATASET = "results/data/fashion-mnist.npz"
+MODEL_PREFIX = "fmnist-alexnet"
+# Where `make data` downloads when Debian's package is not available (working dir or checkout).
+DOWNLOAD_DIRS = [
+    "data/fashion-mnist",
+    str(Path(workflow.basedir) / "data" / "fashion-mnist"),
+]
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9-]+",
+    layer=r"[A-Za-z0-9_.]+?(?:@rot[0-9]+)?",
+    chunk=r"[0-9]+-[0-9]+",
+
+
+def data_root():
+    """Folder with the IDX files: the configured one, or the first folder of the search path that has them."""
+    root = config["data"]["root"]
+    if root != "auto":
+        return root
+    search_path = list(dict.fromkeys(config["data"]["search_path"] + DOWNLOAD_DIRS))
+    for candidate in search_path:
+        if all((Path(candidate) / name).exists() for name in IDX_NAMES):
+            return candidate
+    raise WorkflowError(
+        "Fashion-MNIST not found in "
+        + " or ".join(search_path)
+        + ". Run `make data` (installs Debian's dataset-fashion-mnist, or downloads with torchvision),"
+        + " or set data.root in the config to a folder holding "
+        + ", ".join(IDX_NAMES)
+    )
+
+
+def model_name(variant, seed):
+    return f"{MODEL_PREFIX}-{variant}-s{seed}"
+
+
+MODELS = {
+    model_name(variant, seed): (variant, seed)
+    for variant in config["variants"]
+    for seed in config["seeds"]
+}
+
+
+def layer_specs():
+    """Analysed layers: each configured layer in its own basis and in each rotated basis."""
+    specs = []
+    for layer in config["analysis"]["layers"]:
+        specs.append(LayerSpec(layer).name)
+        specs.extend(
+            LayerSpec(layer, seed).name for seed in config["analysis"]["rotation_seeds"]
+        )
+    return specs
+
+
+def unit_count(layer_spec):
+    layer = parse_layer_spec(layer_spec).layer
+    units = layer_units(float(config["model"]["width"]))
+    if layer not in units:
+        raise WorkflowError(
+            f"analysis.layers: unknown layer {layer!r}; the built-in model has {list(CONV_LAYERS)}"
+        )
+    return units[layer]
+
+
+def chunks(layer_spec):
+    """Chunk names 'first-last' covering the layer's units, chunk_size units each."""
+    size = int(config["ablation"]["chunk_size"])
+    count = unit_count(layer_spec)
+    return [
+        f"{start}-{min(start + size, count) - 1}" for start in range(0, count, size)
+    ]
+
+
+def chunk_units(chunk):
+    first, last = (int(part) for part in chunk.split("-"))
+    return list(range(first, last + 1))
+
+
+def model_and_layer_pairs():
+    return [(model, layer) for model in MODELS for layer in layer_specs()]
+
+
+def train_params(wildcards):
+    """The training schedule of one model: global `train`, the variant's overrides, its seed."""
+    variant, seed = MODELS[wildcards.model]
+    variant_config = config["variants"][variant]
+    schedule = {**config["train"], **variant_config.get("train", {})}
+    return {
+        "epochs": int(schedule["epochs"]),
+        "batch_size": int(schedule["batch_size"]),
+        "lr": float(schedule["lr"]),
+        "weight_decay": float(schedule["weight_decay"]),
+        "width": float(config["model"]["width"]),
+        "dropout": float(variant_config["dropout"]),
+        "batchnorm": bool(variant_config["batchnorm"]),
+        "seed": int(seed),
+    }
+
+
+def optional_int(value):
+    return None if value is None else int(value)
+
+
+def all_targets():
+    targets = [
+        "results/summary.tsv",
+        "results/figures/overall_vs_max_class_drop.png",
+    ]
+    for model in MODELS:
+        targets.append(f"results/{model}/correlation.tsv")
+    for model, layer in model_and_layer_pairs():
+        targets += [
+            f"results/figures/{model}.{layer}.attributes.png",
+            f"results/figures/{model}.{layer}.heatmap.png",
+        ]
+    return targets
+
+
+def ablation_gpus():
+    """1 when ablation jobs will use a GPU (so a one-GPU box runs them one at a time), else 0."""
+    device = config["ablation"]["device"]
+    if device == "auto":
+        return int(shutil.which("nvidia-smi") is not None)
+    return int(device == "cuda")

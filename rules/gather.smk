@@ -1,0 +1,21 @@
+rule gather:
+    input:
+        chunks=lambda wildcards: expand(
+            "results/{model}/ablation/chunks/{layer}/{chunk}.npz",
+            model=wildcards.model,
+            layer=wildcards.layer,
+            chunk=chunks(wildcards.layer),
+        ),
+        dataset=DATASET,
+    output:
+        classes="results/{model}/ablation/{layer}.classes.tsv",
+        units="results/{model}/ablation/{layer}.units.tsv",
+    log:
+        "results/logs/gather/{model}/{layer}.log",
+    conda:
+        "../envs/gather.yaml"
+    threads: 1
+    params:
+        thresholds=[float(t) for t in config["analysis"]["damage_thresholds"]],
+    script:
+        "../scripts/gather.py"

@@ -1,0 +1,17 @@
+rule train:
+    input:
+        dataset=DATASET,
+    output:
+        model="results/models/{model}.pt",
+        metadata="results/models/{model}.json",
+    log:
+        "results/logs/train/{model}.log",
+    conda:
+        "../envs/train.yaml"
+    threads: config["threads"]["train"]
+    params:
+        model="{model}",
+        variant=lambda wildcards: MODELS[wildcards.model][0],
+        train=train_params,
+    script:
+        "../scripts/train.py"

@@ -1,0 +1,15 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.attributes import attributes_to_files
+from unit_ablation.glue import run_stage
+
+run_stage(
+    snakemake,
+    attributes_to_files,
+    activations_path=snakemake.input.activations,
+    model_path=snakemake.input.model,
+    units_output=snakemake.output.units,
+    classes_output=snakemake.output.classes,
+    layer=snakemake.params.layer,
+)

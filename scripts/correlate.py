@@ -1,0 +1,16 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.correlation import correlate_to_file
+from unit_ablation.glue import run_stage
+
+run_stage(
+    snakemake,
+    correlate_to_file,
+    layers=snakemake.params.layers,
+    attribute_paths=snakemake.input.attributes,
+    class_attribute_paths=snakemake.input.class_attributes,
+    damage_paths=snakemake.input.damage,
+    class_damage_paths=snakemake.input.class_damage,
+    output=snakemake.output[0],
+)

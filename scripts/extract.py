@@ -1,0 +1,16 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.activations import extract_to_file
+from unit_ablation.glue import run_stage
+
+run_stage(
+    snakemake,
+    extract_to_file,
+    model_path=snakemake.input.model,
+    dataset_path=snakemake.input.dataset,
+    output=snakemake.output[0],
+    layer=snakemake.params.layer,
+    attribute_split=snakemake.params.attribute_split,
+    threads=snakemake.threads,
+)

@@ -1,0 +1,15 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.damage import gather_to_files
+from unit_ablation.glue import run_stage
+
+run_stage(
+    snakemake,
+    gather_to_files,
+    chunk_paths=snakemake.input.chunks,
+    class_names_source=snakemake.input.dataset,
+    classes_output=snakemake.output.classes,
+    units_output=snakemake.output.units,
+    thresholds=snakemake.params.thresholds,
+)

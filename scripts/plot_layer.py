@@ -1,0 +1,18 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.glue import run_stage
+from unit_ablation.plots import layer_figures
+
+run_stage(
+    snakemake,
+    layer_figures,
+    attributes_path=snakemake.input.attributes,
+    damage_path=snakemake.input.damage,
+    class_damage_path=snakemake.input.class_damage,
+    attributes_output=snakemake.output.attributes,
+    heatmap_output=snakemake.output.heatmap,
+    title=snakemake.params.title,
+    heatmap_units=snakemake.params.heatmap_units,
+    dpi=snakemake.params.dpi,
+)

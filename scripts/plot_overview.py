@@ -1,0 +1,14 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.glue import run_stage
+from unit_ablation.plots import overview_figure
+
+run_stage(
+    snakemake,
+    overview_figure,
+    labels=[tuple(label) for label in snakemake.params.labels],
+    unit_tables=list(snakemake.input),
+    output=snakemake.output[0],
+    dpi=snakemake.params.dpi,
+)

@@ -1,0 +1,15 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.glue import run_stage
+from unit_ablation.summary import summarize_to_file
+
+run_stage(
+    snakemake,
+    summarize_to_file,
+    entries=[tuple(entry) for entry in snakemake.params.entries],
+    model_metadata_paths=snakemake.input.metadata,
+    unit_damage_paths=snakemake.input.damage,
+    correlation_paths=snakemake.input.correlations,
+    output=snakemake.output[0],
+)

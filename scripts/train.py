@@ -1,0 +1,17 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.glue import run_stage
+from unit_ablation.training import train_to_checkpoint
+
+run_stage(
+    snakemake,
+    train_to_checkpoint,
+    dataset_path=snakemake.input.dataset,
+    checkpoint_path=snakemake.output.model,
+    metadata_path=snakemake.output.metadata,
+    model_name=snakemake.params.model,
+    variant=snakemake.params.variant,
+    config=snakemake.params.train,
+    threads=snakemake.threads,
+)

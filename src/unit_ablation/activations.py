@@ -1,0 +1,83 @@
+"""Extract per-image unit statistics at a layer (in its basis) and the intact logits."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unit_ablation.basis import basis_matrix, to_basis
+from unit_ablation.data import load_dataset, to_float
+from unit_ablation.io import atomic_path
+from unit_ablation.layers import parse_layer_spec
+from unit_ablation.models import FashionAlexNet, load_model
+from unit_ablation.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def layer_statistics(
+    model: FashionAlexNet,
+    layer: str,
+    images: np.ndarray,
+    rotation: np.ndarray | None = None,
+    batch_size: int = 1000,
+    label: str = "",
+) -> dict[str, np.ndarray]:
+    """Per image and unit: spatial mean, spatial max and fraction of zero positions; plus logits."""
+    model.eval()
+    q = None if rotation is None else torch.from_numpy(rotation).float()
+    outputs: dict[str, list[np.ndarray]] = {"mean": [], "max": [], "zero_fraction": [], "logits": []}
+    progress = Progress(log, f"extract {label}".strip(), len(images), "images")
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(to_float(images[start : start + batch_size]))
+        activation = model.forward_to(layer, x)
+        logits = model.forward_from(layer, activation)
+        z = to_basis(activation, q).flatten(2)
+        outputs["mean"].append(z.mean(2).numpy())
+        outputs["max"].append(z.amax(2).numpy())
+        outputs["zero_fraction"].append((z == 0).float().mean(2).numpy())
+        outputs["logits"].append(logits.numpy())
+        progress.update(len(x))
+    return {key: np.concatenate(value) for key, value in outputs.items()}
+
+
+def extract_to_file(
+    model_path: str | Path,
+    dataset_path: str | Path,
+    output: str | Path,
+    layer: str,
+    attribute_split: str,
+    eval_split: str = "test",
+    batch_size: int = 1000,
+    threads: int = 1,
+) -> None:
+    """Write `{eval,attr}_{mean,max,zero_fraction,logits,labels}` for one (model, layer spec) to .npz."""
+    torch.set_num_threads(max(1, threads))
+    spec = parse_layer_spec(layer)
+    model = load_model(model_path)
+    dataset = load_dataset(dataset_path)
+    units = model.config_units(spec.layer)
+    rotation = basis_matrix(units, spec.rotation_seed)
+    payload: dict[str, np.ndarray] = {"class_names": np.array(dataset.class_names)}
+    for prefix, split in (("eval", eval_split), ("attr", attribute_split)):
+        stats = layer_statistics(
+            model, spec.layer, dataset.images[split], rotation, batch_size, label=f"{layer} {split}"
+        )
+        for key, value in stats.items():
+            payload[f"{prefix}_{key}"] = value
+        payload[f"{prefix}_labels"] = dataset.labels[split]
+    if rotation is not None:
+        payload["rotation"] = rotation
+    with atomic_path(output) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **payload)
+    log.info(
+        "wrote %s: %d units, %d eval and %d attribute images",
+        output,
+        units,
+        len(payload["eval_labels"]),
+        len(payload["attr_labels"]),
+    )

@@ -1,0 +1,29 @@
+"""Pure-Python description of the built-in architecture (no torch import).
+
+Snakemake reads this at parse time to know how many units each layer has, so it
+must stay cheap to import.
+"""
+
+from __future__ import annotations
+
+ARCH_NAME = "fmnist_alexnet"
+CONV_LAYERS: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5")
+# Channel counts at width 1.0; AlexNet's 64-192-384-256-256 proportions, scaled down.
+BASE_CHANNELS: dict[str, int] = {
+    "conv1": 32,
+    "conv2": 64,
+    "conv3": 96,
+    "conv4": 96,
+    "conv5": 64,
+}
+BASE_FC_UNITS = 256
+
+
+def scaled(count: int, width: float) -> int:
+    """Channel count at a width multiplier (at least 1)."""
+    return max(1, int(round(count * width)))
+
+
+def layer_units(width: float) -> dict[str, int]:
+    """Number of units (channels) of every conv layer at a width multiplier."""
+    return {name: scaled(count, width) for name, count in BASE_CHANNELS.items()}

@@ -1,0 +1,113 @@
+"""Gather ablation chunks into the per-(unit, class) and per-unit damage tables."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unit_ablation.io import write_tsv
+
+log = logging.getLogger(__name__)
+
+
+def load_chunks(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
+    """Concatenate chunk files, checking every unit appears exactly once and counts agree."""
+    units, broken, fixed = [], [], []
+    n = correct = None
+    for path in paths:
+        with np.load(path, allow_pickle=False) as chunk:
+            units.append(chunk["units"])
+            broken.append(chunk["broken"])
+            fixed.append(chunk["fixed"])
+            if n is None:
+                n, correct = chunk["n"], chunk["correct"]
+            elif not (np.array_equal(n, chunk["n"]) and np.array_equal(correct, chunk["correct"])):
+                raise ValueError(f"{path}: class sizes or intact counts differ from the other chunks")
+    all_units = np.concatenate(units)
+    order = np.argsort(all_units, kind="stable")
+    all_units = all_units[order]
+    if len(np.unique(all_units)) != len(all_units) or not np.array_equal(
+        all_units, np.arange(len(all_units))
+    ):
+        raise ValueError(f"chunks {list(map(str, paths))} do not cover units 0..N-1 exactly once")
+    return {
+        "units": all_units,
+        "broken": np.concatenate(broken)[order],
+        "fixed": np.concatenate(fixed)[order],
+        "n": n,
+        "correct": correct,
+    }
+
+
+def class_table(counts: dict[str, np.ndarray], class_names: Sequence[str]) -> pd.DataFrame:
+    """One row per (unit, class): n, correct_intact, broken, fixed, drop (accuracy points)."""
+    num_units, num_classes = counts["broken"].shape
+    n = np.tile(counts["n"], num_units)
+    broken = counts["broken"].ravel()
+    fixed = counts["fixed"].ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drop = np.where(n > 0, 100.0 * (broken - fixed) / n, 0.0)
+    return pd.DataFrame(
+        {
+            "unit": np.repeat(counts["units"], num_classes),
+            "class": np.tile(np.array(class_names, dtype=object), num_units),
+            "n": n,
+            "correct_intact": np.tile(counts["correct"], num_units),
+            "broken": broken,
+            "fixed": fixed,
+            "drop": drop,
+        }
+    )
+
+
+def unit_table(
+    counts: dict[str, np.ndarray], class_names: Sequence[str], thresholds: Sequence[float] = (2, 5, 10)
+) -> pd.DataFrame:
+    """One row per unit: overall, balanced, max-class and top-5 drops, classes above each threshold."""
+    n = counts["n"].astype(np.float64)
+    net = (counts["broken"] - counts["fixed"]).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        class_drop = np.where(n > 0, 100.0 * net / n, 0.0)
+    present = n > 0
+    top = min(5, int(present.sum()))
+    sorted_drops = -np.sort(-class_drop[:, present], axis=1)
+    table = pd.DataFrame(
+        {
+            "unit": counts["units"],
+            "overall_drop": 100.0 * net.sum(axis=1) / n.sum(),
+            "balanced_drop": class_drop[:, present].mean(axis=1),
+            "max_class_drop": class_drop.max(axis=1),
+            "max_drop_class": [class_names[k] for k in class_drop.argmax(axis=1)],
+            "top5_mean_drop": sorted_drops[:, :top].mean(axis=1),
+        }
+    )
+    for tau in thresholds:
+        table[f"n_classes_drop_ge_{tau:g}"] = (class_drop >= tau).sum(axis=1)
+    return table
+
+
+def gather_to_files(
+    chunk_paths: Sequence[str | Path],
+    class_names_source: str | Path,
+    classes_output: str | Path,
+    units_output: str | Path,
+    thresholds: Sequence[float] = (2, 5, 10),
+) -> None:
+    """Write `{layer}.classes.tsv` and `{layer}.units.tsv` from the chunk files of one layer."""
+    counts = load_chunks(chunk_paths)
+    with np.load(class_names_source, allow_pickle=False) as archive:
+        class_names = [str(name) for name in archive["class_names"]]
+    units = unit_table(counts, class_names, thresholds)
+    write_tsv(class_table(counts, class_names), classes_output)
+    write_tsv(units, units_output)
+    log.info(
+        "%d units: median overall drop %.3f, median max class drop %.2f points (max %.2f)",
+        len(units),
+        units.overall_drop.median(),
+        units.max_class_drop.median(),
+        units.max_class_drop.max(),
+    )

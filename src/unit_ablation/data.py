@@ -1,0 +1,181 @@
+"""Fashion-MNIST: read the IDX files, make the splits, cache them compactly, load them back."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unit_ablation.fetch_data import IDX_NAMES
+from unit_ablation.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+IDX_KEYS: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
+IDX_FILES: dict[str, str] = dict(zip(IDX_KEYS, IDX_NAMES, strict=True))
+SPLITS: tuple[str, ...] = ("train", "heldout", "test")
+
+_IDX_DTYPE_CODE_UINT8 = 0x08
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read a (possibly gzipped) IDX file of unsigned bytes into an array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"cannot read IDX file {path}: {error}") from error
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_DTYPE_CODE_UINT8:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    header_end = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape)) if shape else 0
+    if len(raw) - header_end != expected:
+        raise ValueError(
+            f"{path} is truncated or padded: header says shape {shape} ({expected} bytes), "
+            f"file holds {len(raw) - header_end} bytes of data"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_end).reshape(shape)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images (uint8, N x C x H x W) and labels per split, plus class names."""
+
+    images: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    class_names: tuple[str, ...]
+    checksum: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def choose_subset(count: int, size: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted random indices of `size` items out of `count` (all when size is None)."""
+    if size is None or size >= count:
+        return np.arange(count)
+    return np.sort(rng.choice(count, size=size, replace=False))
+
+
+def make_splits(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    heldout_size: int,
+    seed: int,
+    train_size: int | None = None,
+    test_size: int | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Split train into train + held-out (seeded), optionally subsample train and test."""
+    if not 0 < heldout_size < len(train_labels):
+        raise ValueError(f"heldout_size={heldout_size} must be between 1 and {len(train_labels) - 1}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(train_labels))
+    heldout_idx = np.sort(order[:heldout_size])
+    rest = np.sort(order[heldout_size:])
+    rest = rest[choose_subset(len(rest), train_size, rng)]
+    test_idx = choose_subset(len(test_labels), test_size, rng)
+    return {
+        "train": (train_images[rest], train_labels[rest]),
+        "heldout": (train_images[heldout_idx], train_labels[heldout_idx]),
+        "test": (test_images[test_idx], test_labels[test_idx]),
+    }
+
+
+def dataset_checksum(splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """SHA-256 over every split's images and labels, in a fixed order."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        images, labels = splits[split]
+        digest.update(split.encode())
+        digest.update(np.ascontiguousarray(images).tobytes())
+        digest.update(np.ascontiguousarray(labels).tobytes())
+    return digest.hexdigest()
+
+
+def prepare_fashion_mnist(
+    raw_dir: str | Path,
+    output: str | Path,
+    heldout_size: int,
+    seed: int,
+    train_size: int | None = None,
+    test_size: int | None = None,
+) -> str:
+    """Turn the four Fashion-MNIST IDX files into one cached .npz; returns the data checksum."""
+    raw_dir = Path(raw_dir)
+    arrays = {key: read_idx(raw_dir / name) for key, name in IDX_FILES.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if len(images) != len(labels):
+            raise ValueError(
+                f"{raw_dir / IDX_FILES[split + '_labels']} has {len(labels)} labels "
+                f"but {raw_dir / IDX_FILES[split + '_images']} has {len(images)} images"
+            )
+        if labels.max() >= len(FASHION_MNIST_CLASSES):
+            raise ValueError(f"{raw_dir / IDX_FILES[split + '_labels']} has label {labels.max()} >= 10")
+    splits = make_splits(
+        arrays["train_images"][:, None],
+        arrays["train_labels"],
+        arrays["test_images"][:, None],
+        arrays["test_labels"],
+        heldout_size=heldout_size,
+        seed=seed,
+        train_size=train_size,
+        test_size=test_size,
+    )
+    checksum = dataset_checksum(splits)
+    payload: dict[str, np.ndarray] = {"class_names": np.array(FASHION_MNIST_CLASSES)}
+    for split, (images, labels) in splits.items():
+        payload[f"{split}_images"] = images
+        payload[f"{split}_labels"] = labels.astype(np.int64)
+        log.info(
+            "split %-7s: %6d images, class counts %s",
+            split,
+            len(labels),
+            np.bincount(labels, minlength=10).tolist(),
+        )
+    payload["checksum"] = np.array(checksum)
+    with atomic_path(output) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **payload)
+    log.info("wrote %s (checksum %s)", output, checksum[:16])
+    return checksum
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Load the cached splits written by `prepare_fashion_mnist`."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            images = {split: archive[f"{split}_images"] for split in SPLITS}
+            labels = {split: archive[f"{split}_labels"] for split in SPLITS}
+            names = tuple(str(name) for name in archive["class_names"])
+            checksum = str(archive["checksum"])
+    except Exception as error:  # noqa: BLE001 - any failure means the cache is unusable
+        raise ValueError(f"cannot read prepared dataset {path}: {error}") from error
+    return Dataset(images=images, labels=labels, class_names=names, checksum=checksum)
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 images to float32 in [0, 1]."""
+    return images.astype(np.float32) / 255.0

@@ -1,0 +1,196 @@
+"""The AlexNet-shaped CNN for 28x28 gray images, checkpoints and layer lookup.
+
+A model maps images scaled to [0, 1] (float N x C x H x W) to logits; the input
+normalisation is part of the model so a checkpoint is self-contained.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unit_ablation.architecture import ARCH_NAME, BASE_FC_UNITS, CONV_LAYERS, layer_units, scaled
+from unit_ablation.io import atomic_path
+
+# Fashion-MNIST training-set pixel statistics.
+FMNIST_MEAN = 0.2860
+FMNIST_STD = 0.3530
+
+
+class Normalize(nn.Module):
+    """Per-channel (x - mean) / std, stored as buffers so checkpoints carry it."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def conv_block(in_channels: int, out_channels: int, batchnorm: bool) -> nn.Sequential:
+    """3x3 conv, optional BatchNorm, ReLU; the block's output is the unit's activation."""
+    layers: list[tuple[str, nn.Module]] = [
+        ("conv", nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=not batchnorm))
+    ]
+    if batchnorm:
+        layers.append(("bn", nn.BatchNorm2d(out_channels)))
+    layers.append(("relu", nn.ReLU(inplace=False)))
+    return nn.Sequential(OrderedDict(layers))
+
+
+class FashionAlexNet(nn.Module):
+    """AlexNet-shaped CNN: conv1-conv5 (max-pool after 1, 2, 5), fc6-fc8 with dropout before fc6 and fc7."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        width: float = 1.0,
+        dropout: float = 0.5,
+        batchnorm: bool = False,
+    ) -> None:
+        super().__init__()
+        units = layer_units(width)
+        fc_units = scaled(BASE_FC_UNITS, width)
+        self.config = {
+            "arch": ARCH_NAME,
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "width": width,
+            "dropout": dropout,
+            "batchnorm": batchnorm,
+        }
+        self.normalize = Normalize([FMNIST_MEAN] * in_channels, [FMNIST_STD] * in_channels)
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv1", conv_block(in_channels, units["conv1"], batchnorm)),
+                    ("pool1", nn.MaxPool2d(2)),  # 28 -> 14
+                    ("conv2", conv_block(units["conv1"], units["conv2"], batchnorm)),
+                    ("pool2", nn.MaxPool2d(2)),  # 14 -> 7
+                    ("conv3", conv_block(units["conv2"], units["conv3"], batchnorm)),
+                    ("conv4", conv_block(units["conv3"], units["conv4"], batchnorm)),
+                    ("conv5", conv_block(units["conv4"], units["conv5"], batchnorm)),
+                    ("pool5", nn.MaxPool2d(2)),  # 7 -> 3
+                ]
+            )
+        )
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                [
+                    ("drop6", nn.Dropout(dropout)),
+                    ("fc6", nn.Linear(units["conv5"] * 3 * 3, fc_units)),
+                    ("relu6", nn.ReLU()),
+                    ("drop7", nn.Dropout(dropout)),
+                    ("fc7", nn.Linear(fc_units, fc_units)),
+                    ("relu7", nn.ReLU()),
+                    ("fc8", nn.Linear(fc_units, num_classes)),
+                ]
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(x)
+        x = self.features(x)
+        x = self.flatten(x)
+        return self.classifier(x)
+
+    def forward_to(self, layer: str, x: torch.Tensor) -> torch.Tensor:
+        """Activation of a named conv layer (the trunk up to the ablation point)."""
+        x = self.normalize(x)
+        for name, module in self.features.named_children():
+            x = module(x)
+            if name == layer:
+                return x
+        raise KeyError(f"unknown layer {layer!r}; expected one of {CONV_LAYERS}")
+
+    def forward_from(self, layer: str, activation: torch.Tensor) -> torch.Tensor:
+        """Logits from the activation of a named conv layer (the head after the ablation point)."""
+        names = [name for name, _ in self.features.named_children()]
+        if layer not in names:
+            raise KeyError(f"unknown layer {layer!r}; expected one of {CONV_LAYERS}")
+        x = activation
+        for name in names[names.index(layer) + 1 :]:
+            x = self.features.get_submodule(name)(x)
+        return self.classifier(self.flatten(x))
+
+    def incoming_weight(self, layer: str) -> torch.Tensor:
+        """Weights of the filter bank that produces the layer's units, shape (units, ...)."""
+        return resolve_layer(self, layer).get_submodule("conv").weight
+
+    def outgoing_weight(self, layer: str) -> torch.Tensor:
+        """Weights of the next mixing layer that read each unit, shape (out, units, positions)."""
+        index = CONV_LAYERS.index(layer)
+        if index + 1 < len(CONV_LAYERS):
+            weight = resolve_layer(self, CONV_LAYERS[index + 1]).get_submodule("conv").weight
+            return weight.flatten(2)
+        fc6 = self.classifier.get_submodule("fc6").weight
+        return fc6.view(fc6.shape[0], self.config_units(layer), -1)
+
+    def config_units(self, layer: str) -> int:
+        return resolve_layer(self, layer).get_submodule("conv").out_channels
+
+
+def build_model(
+    num_classes: int = 10, width: float = 1.0, dropout: float = 0.5, batchnorm: bool = False
+) -> FashionAlexNet:
+    """A fresh, randomly initialised FashionAlexNet (seed torch beforehand for reproducibility)."""
+    return FashionAlexNet(num_classes=num_classes, width=width, dropout=dropout, batchnorm=batchnorm)
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module whose output is the ablation point: a friendly alias (`conv5`) or a module path."""
+    if isinstance(model, FashionAlexNet) and name in CONV_LAYERS:
+        return model.features.get_submodule(name)
+    try:
+        return model.get_submodule(name)
+    except AttributeError as error:
+        aliases = list(CONV_LAYERS) if isinstance(model, FashionAlexNet) else []
+        raise KeyError(
+            f"layer {name!r} not found; use an alias {aliases} or a module path from named_modules()"
+        ) from error
+
+
+def save_checkpoint(model: FashionAlexNet, path: str | Path, metadata: dict[str, Any]) -> None:
+    """Write weights plus metadata (architecture, variant, training config, ...) atomically."""
+    payload = {
+        "model_config": dict(model.config),
+        "state_dict": model.state_dict(),
+        "metadata_json": json.dumps(metadata, sort_keys=True),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path) -> tuple[FashionAlexNet, dict[str, Any]]:
+    """Model in eval mode and its metadata; loads with weights_only=True (no pickled code)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        config = payload["model_config"]
+        state = payload["state_dict"]
+    except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
+        raise ValueError(f"cannot read checkpoint {path}: {error}") from error
+    if config.get("arch") != ARCH_NAME:
+        raise ValueError(f"checkpoint {path} has architecture {config.get('arch')!r}, expected {ARCH_NAME!r}")
+    model = build_model(
+        num_classes=config["num_classes"],
+        width=config["width"],
+        dropout=config["dropout"],
+        batchnorm=config["batchnorm"],
+    )
+    model.load_state_dict(state)
+    model.eval()
+    return model, json.loads(payload.get("metadata_json", "{}"))
+
+
+def load_model(path: str | Path) -> FashionAlexNet:
+    """The checkpoint's model, in eval mode."""
+    return load_checkpoint(path)[0]

@@ -1,0 +1,150 @@
+"""Deterministic training and evaluation of the built-in CNN."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from unit_ablation.data import load_dataset, to_float
+from unit_ablation.models import FashionAlexNet, build_model, save_checkpoint
+from unit_ablation.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training schedule. Everything that changes the weights is here."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 0.002
+    weight_decay: float = 0.0
+    width: float = 1.0
+    dropout: float = 0.5
+    batchnorm: bool = False
+    seed: int = 0
+
+
+def set_determinism(seed: int, threads: int | None = None) -> None:
+    """Seed torch and ask for deterministic kernels (identical weights for a seed on CPU)."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+
+
+def train_model(
+    images: np.ndarray, labels: np.ndarray, num_classes: int, config: TrainConfig
+) -> FashionAlexNet:
+    """Train a fresh model with Adam and a cosine schedule; deterministic for `config.seed`."""
+    set_determinism(config.seed)
+    model = build_model(num_classes, width=config.width, dropout=config.dropout, batchnorm=config.batchnorm)
+    x_all = torch.from_numpy(images)
+    y_all = torch.from_numpy(labels.astype(np.int64))
+    steps_per_epoch = (len(y_all) + config.batch_size - 1) // config.batch_size
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=max(1, config.epochs * steps_per_epoch)
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(y_all), generator=generator)
+        progress = Progress(
+            log, f"epoch {epoch + 1}/{config.epochs}", steps_per_epoch, "batches", interval=15
+        )
+        total_loss, total_correct = 0.0, 0
+        for step in range(steps_per_epoch):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = x_all[idx].float().div_(255.0)
+            y = y_all[idx]
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(y)
+            total_correct += int((logits.argmax(1) == y).sum())
+            progress.update(1, note=f"loss {loss.item():.3f}")
+        log.info(
+            "epoch %d/%d done: train loss %.4f, train accuracy %.2f%%",
+            epoch + 1,
+            config.epochs,
+            total_loss / len(y_all),
+            100.0 * total_correct / len(y_all),
+        )
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 1000) -> torch.Tensor:
+    """Logits of the model (in eval mode) for uint8 images."""
+    model.eval()
+    outputs = [
+        model(torch.from_numpy(to_float(images[i : i + batch_size])))
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in percent."""
+    predictions = predict_logits(model, images).argmax(1).numpy()
+    return float(100.0 * np.mean(predictions == labels))
+
+
+def train_to_checkpoint(
+    dataset_path: str | Path,
+    checkpoint_path: str | Path,
+    metadata_path: str | Path,
+    model_name: str,
+    variant: str,
+    config: dict[str, Any],
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Train one model variant and write its checkpoint and metadata JSON."""
+    import json
+
+    from unit_ablation.io import atomic_path
+
+    train_config = TrainConfig(**config)
+    torch.set_num_threads(max(1, threads))
+    dataset = load_dataset(dataset_path)
+    log.info("training %s (%s) with %s on %d threads", model_name, variant, asdict(train_config), threads)
+    start = time.monotonic()
+    model = train_model(dataset.images["train"], dataset.labels["train"], dataset.num_classes, train_config)
+    seconds = time.monotonic() - start
+    test_accuracy = accuracy(model, dataset.images["test"], dataset.labels["test"])
+    heldout_accuracy = accuracy(model, dataset.images["heldout"], dataset.labels["heldout"])
+    log.info(
+        "test accuracy %.2f%%, held-out accuracy %.2f%%, %.0fs", test_accuracy, heldout_accuracy, seconds
+    )
+    metadata = {
+        "model": model_name,
+        "architecture": model.config,
+        "variant": variant,
+        "training": asdict(train_config),
+        "seed": train_config.seed,
+        "data_checksum": dataset.checksum,
+        "class_names": list(dataset.class_names),
+        "test_accuracy": test_accuracy,
+        "heldout_accuracy": heldout_accuracy,
+        "train_seconds": round(seconds, 1),
+        "torch_version": torch.__version__,
+        "threads": threads,
+    }
+    save_checkpoint(model, checkpoint_path, metadata)
+    with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
+        json.dump(metadata, handle, indent=2, sort_keys=True)
+    return metadata

@@ -1,0 +1,34 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unit_ablation.correlation import UNIT_ATTRIBUTES, correlate, layer_correlations
+
+
+def test_monotone_and_constant_relations():
+    x = np.arange(10.0)
+    result = correlate(x, x**3)
+    assert result["spearman_rho"] == pytest.approx(1.0)
+    assert 0.9 < result["pearson_r"] < 1.0
+    assert result["spearman_p"] < 1e-6
+    assert math.isnan(correlate(x, np.ones(10))["spearman_rho"])
+
+
+def test_layer_correlations_cover_every_attribute_and_damage():
+    rng = np.random.default_rng(0)
+    attributes = pd.DataFrame({"unit": range(20), **{name: rng.random(20) for name in UNIT_ATTRIBUTES}})
+    damage = pd.DataFrame(
+        {
+            "unit": range(20),
+            "overall_drop": attributes.class_selectivity * 2,
+            "max_class_drop": rng.random(20),
+            "top5_mean_drop": rng.random(20),
+        }
+    )
+    table = layer_correlations("conv5@rot2", attributes, damage)
+    assert len(table) == len(UNIT_ATTRIBUTES) * 3
+    assert set(table.basis) == {"rotation2"} and set(table.layer) == {"conv5"}
+    row = table[(table.attribute == "class_selectivity") & (table.damage == "overall_drop")].iloc[0]
+    assert row.spearman_rho == pytest.approx(1.0) and row.pearson_r == pytest.approx(1.0)

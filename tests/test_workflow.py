@@ -1,0 +1,102 @@
+"""Integration: the whole workflow on the tiny config in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+MODELS = ["fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0"]
+LAYERS = ["conv4", "conv4@rot0", "conv5", "conv5@rot0"]
+TEST_SIZE = 300
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(PROJECT_ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("tiny")
+    shutil.copy(PROJECT_ROOT / "tests" / "tiny-config.yaml", workdir / "config.yaml")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    report = snakemake(workdir, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    return workdir
+
+
+def test_every_contract_file_exists(tiny_run):
+    results = tiny_run / "results"
+    expected = ["report.html", "summary.tsv", "figures/overall_vs_max_class_drop.png"]
+    for model in MODELS:
+        expected += [f"models/{model}.pt", f"models/{model}.json", f"{model}/correlation.tsv"]
+        for layer in LAYERS:
+            expected += [
+                f"{model}/ablation/{layer}.classes.tsv",
+                f"{model}/ablation/{layer}.units.tsv",
+                f"{model}/attributes/{layer}.tsv",
+                f"figures/{model}.{layer}.attributes.png",
+                f"figures/{model}.{layer}.heatmap.png",
+            ]
+    missing = [name for name in expected if not (results / name).is_file()]
+    assert not missing
+    metadata = json.loads((results / "models" / f"{MODELS[0]}.json").read_text())
+    for key in ("architecture", "variant", "training", "data_checksum", "seed", "test_accuracy"):
+        assert key in metadata
+    assert metadata["training"]["epochs"] == 1 and metadata["variant"] == "baseline"
+    html = (results / "report.html").read_text(errors="replace")
+    assert "overall_vs_max_class_drop.png" in html and "heatmap" in html
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_counts_add_up_and_overall_is_the_weighted_class_drop(tiny_run, layer):
+    for model in MODELS:
+        classes = pd.read_csv(tiny_run / "results" / model / "ablation" / f"{layer}.classes.tsv", sep="\t")
+        units = pd.read_csv(tiny_run / "results" / model / "ablation" / f"{layer}.units.tsv", sep="\t")
+        for _, rows in classes.groupby("unit"):
+            assert rows.n.sum() == TEST_SIZE  # per-class counts add up to the class sizes
+            assert (rows.broken <= rows.correct_intact).all()
+            assert (rows.fixed <= rows.n - rows.correct_intact).all()
+        weighted = classes.assign(w=classes.n * classes["drop"]).groupby("unit").w.sum() / TEST_SIZE
+        np.testing.assert_allclose(units.set_index("unit").overall_drop, weighted, rtol=0, atol=1e-4)
+        assert (classes.broken + classes.fixed).sum() > 0, "some ablation must change some prediction"
+
+
+def test_each_unit_appears_once_across_chunks(tiny_run):
+    for model in MODELS:
+        for layer, count in (("conv4", 48), ("conv5@rot0", 32)):
+            chunk_files = sorted((tiny_run / "results" / model / "ablation" / "chunks" / layer).glob("*.npz"))
+            assert len(chunk_files) >= 2
+            units = np.concatenate([np.load(path)["units"] for path in chunk_files])
+            assert sorted(units.tolist()) == list(range(count))
+
+
+def test_logs_have_progress_and_nothing_left_to_do(tiny_run):
+    train_log = (tiny_run / "results" / "logs" / "train" / f"{MODELS[0]}.log").read_text()
+    assert "epoch 1/1" in train_log and "test accuracy" in train_log
+    ablate_logs = list((tiny_run / "results" / "logs" / "ablate").rglob("*.log"))
+    assert ablate_logs and all("images" in path.read_text() for path in ablate_logs)
+    dry = snakemake(tiny_run, "-n")
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
