@@ -62,7 +62,7 @@ def overview_figure(
             ax.set_xlabel(DAMAGE_LABELS["overall_drop"])
         axes[0][0].set_ylabel(DAMAGE_LABELS["max_class_drop"])
         axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
-        figure.suptitle("Single-unit ablation: small overall drop, large drop for some classes")
+        figure.suptitle("Single-unit ablation: overall accuracy drop against the largest class drop")
         save_figure(figure, output, dpi)
 
 

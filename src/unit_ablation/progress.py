@@ -11,11 +11,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def log_to_file(path: str | Path | None, level: int = logging.INFO) -> None:
-    """Send this process's log records (and warnings) to the job's log file and to stderr."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if path is not None:
+    """Send this process's log records (and warnings) to the job's log file, or to stderr without one.
+
+    Snakemake shows the log of a failed job (`show-failed-logs` in the profile), so the console
+    stays readable while every job keeps its full progress log.
+    """
+    handlers: list[logging.Handler]
+    if path is None:
+        handlers = [logging.StreamHandler(sys.stderr)]
+    else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, mode="w"))
+        handlers = [logging.FileHandler(path, mode="w")]
     logging.basicConfig(level=level, format=LOG_FORMAT, handlers=handlers, force=True)
     logging.captureWarnings(True)
 
