@@ -3,7 +3,7 @@ import pytest
 import torch
 from conftest import synthetic_images
 
-from unit_ablation.ablation import ablate_directions, ablate_naive, ablate_units, count_changes
+from unit_ablation.ablation import ablate_directions, ablate_naive, ablate_units, choose_device, count_changes
 from unit_ablation.basis import from_basis, random_rotation, to_basis
 
 
@@ -111,3 +111,14 @@ def test_a_dead_unit_changes_nothing(small_model):
     counts = ablate_units(small_model, "conv5", images, labels, [1, 2], 10, batch_size=30)
     assert counts.broken[1].sum() == 0 and counts.fixed[1].sum() == 0
     assert counts.broken[0].sum() + counts.fixed[0].sum() > 0
+
+
+def test_device_choice_falls_back_to_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_device("auto").type == "cpu"
+    assert choose_device("cuda").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_device("auto").type == "cuda"
+    assert choose_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="tpu"):
+        choose_device("tpu")

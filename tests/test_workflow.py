@@ -100,3 +100,23 @@ def test_logs_have_progress_and_nothing_left_to_do(tiny_run):
     assert ablate_logs and all("images" in path.read_text() for path in ablate_logs)
     dry = snakemake(tiny_run, "-n")
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("ablation={'chunk_size': 0}", "chunk_size"),
+        (
+            "analysis={'layers': ['conv9'], 'attribute_split': 'heldout', 'rotation_seeds': [],"
+            " 'damage_thresholds': [2]}",
+            "conv9",
+        ),
+        ("train={'epochs': 'three', 'batch_size': 128, 'lr': 0.002, 'weight_decay': 0.0}", "three"),
+    ],
+)
+def test_bad_config_is_rejected_before_any_job_and_named(tmp_path, override, named):
+    shutil.copy(PROJECT_ROOT / "tests" / "tiny-config.yaml", tmp_path / "config.yaml")
+    result = snakemake(tmp_path, "-n", "--config", override)
+    assert result.returncode != 0
+    assert named in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

@@ -42,10 +42,16 @@ class AblationCounts:
 
 
 def choose_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """'auto' or 'cuda' use CUDA when it is available; otherwise (with a warning for 'cuda') the CPU."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"ablation device {name!r} not in ('auto', 'cpu', 'cuda')")
+    if name == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if name == "cuda":
+        log.warning("ablation.device is 'cuda' but CUDA is not available: running on the CPU")
+    return torch.device("cpu")
 
 
 def ablate_directions(
