@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -102,21 +103,21 @@ def test_logs_have_progress_and_nothing_left_to_do(tiny_run):
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
 
 
-@pytest.mark.parametrize(
-    ("override", "named"),
-    [
-        ("ablation={'chunk_size': 0}", "chunk_size"),
-        (
-            "analysis={'layers': ['conv9'], 'attribute_split': 'heldout', 'rotation_seeds': [],"
-            " 'damage_thresholds': [2]}",
-            "conv9",
-        ),
-        ("train={'epochs': 'three', 'batch_size': 128, 'lr': 0.002, 'weight_decay': 0.0}", "three"),
-    ],
-)
-def test_bad_config_is_rejected_before_any_job_and_named(tmp_path, override, named):
-    shutil.copy(PROJECT_ROOT / "tests" / "tiny-config.yaml", tmp_path / "config.yaml")
-    result = snakemake(tmp_path, "-n", "--config", override)
+BAD_CONFIGS = {
+    "chunk_size": ("ablation", "chunk_size", 0),
+    "conv9": ("analysis", "layers", ["conv9"]),
+    "three": ("train", "epochs", "three"),
+    "colour": ("plots", "colour", "red"),
+}
+
+
+@pytest.mark.parametrize("named", BAD_CONFIGS)
+def test_bad_config_is_rejected_before_any_job_and_named(tmp_path, named):
+    section, key, value = BAD_CONFIGS[named]
+    config = yaml.safe_load((PROJECT_ROOT / "tests" / "tiny-config.yaml").read_text())
+    config[section][key] = value
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n")
     assert result.returncode != 0
     assert named in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
