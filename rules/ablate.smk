@@ -15,6 +15,7 @@ rule ablate:
         layer="{layer}",
         units=lambda wildcards: chunk_units(wildcards.chunk),
         value=config["ablation"]["value"],
+        mean_split=mean_ablation_split(),
         batch_size=int(config["ablation"]["batch_size"]),
         units_per_pass=int(config["ablation"]["units_per_pass"]),
         device=config["ablation"]["device"],

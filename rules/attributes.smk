@@ -4,7 +4,7 @@ rule attributes:
         model="results/models/{model}.pt",
     output:
         units="results/{model}/attributes/{layer}.tsv",
-        classes="results/{model}/attributes/{layer}.classes.tsv",
+        classes="results/{model}/attributes/per_class/{layer}.tsv",
     log:
         "results/logs/attributes/{model}/{layer}.log",
     conda:

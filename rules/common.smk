@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from unit_ablation.architecture import CONV_LAYERS, layer_units
+from unit_ablation.architecture import canonical_layer, layer_units
 from unit_ablation.fetch_data import IDX_NAMES
 from unit_ablation.layers import LayerSpec, parse_layer_spec
 
@@ -66,13 +66,11 @@ def layer_specs():
 
 
 def unit_count(layer_spec):
-    layer = parse_layer_spec(layer_spec).layer
-    units = layer_units(float(config["model"]["width"]))
-    if layer not in units:
-        raise WorkflowError(
-            f"analysis.layers: unknown layer {layer!r}; the built-in model has {list(CONV_LAYERS)}"
-        )
-    return units[layer]
+    try:
+        layer = canonical_layer(parse_layer_spec(layer_spec).layer)
+    except (KeyError, ValueError) as error:
+        raise WorkflowError(f"analysis.layers: {error}")
+    return layer_units(float(config["model"]["width"]))[layer]
 
 
 def chunks(layer_spec):
@@ -89,8 +87,13 @@ def chunk_units(chunk):
     return list(range(first, last + 1))
 
 
+LAYER_SPECS = layer_specs()
+for _spec in LAYER_SPECS:
+    unit_count(_spec)  # rejects unknown layers before any job runs
+
+
 def model_and_layer_pairs():
-    return [(model, layer) for model in MODELS for layer in layer_specs()]
+    return [(model, layer) for model in MODELS for layer in LAYER_SPECS]
 
 
 def train_params(wildcards):
@@ -108,6 +111,13 @@ def train_params(wildcards):
         "batchnorm": bool(variant_config["batchnorm"]),
         "seed": int(seed),
     }
+
+
+def mean_ablation_split():
+    """The split whose unit means replace ablated units (mean ablation only; None for zero)."""
+    if config["ablation"]["value"] == "mean":
+        return config["analysis"]["attribute_split"]
+    return None
 
 
 def optional_int(value):

@@ -1,16 +1,12 @@
 rule correlate:
     input:
-        attributes=expand(
-            "results/{{model}}/attributes/{layer}.tsv", layer=layer_specs()
-        ),
+        attributes=expand("results/{{model}}/attributes/{layer}.tsv", layer=LAYER_SPECS),
         class_attributes=expand(
-            "results/{{model}}/attributes/{layer}.classes.tsv", layer=layer_specs()
+            "results/{{model}}/attributes/per_class/{layer}.tsv", layer=LAYER_SPECS
         ),
-        damage=expand(
-            "results/{{model}}/ablation/{layer}.units.tsv", layer=layer_specs()
-        ),
+        damage=expand("results/{{model}}/ablation/{layer}.units.tsv", layer=LAYER_SPECS),
         class_damage=expand(
-            "results/{{model}}/ablation/{layer}.classes.tsv", layer=layer_specs()
+            "results/{{model}}/ablation/{layer}.classes.tsv", layer=LAYER_SPECS
         ),
     output:
         "results/{model}/correlation.tsv",
@@ -20,6 +16,6 @@ rule correlate:
         "../envs/correlate.yaml"
     threads: 1
     params:
-        layers=layer_specs(),
+        layers=LAYER_SPECS,
     script:
         "../scripts/correlate.py"

@@ -17,4 +17,5 @@ run_stage(
     units_per_pass=snakemake.params.units_per_pass,
     device=snakemake.params.device,
     threads=snakemake.threads,
+    mean_split=snakemake.params.mean_split,
 )

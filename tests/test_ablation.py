@@ -3,7 +3,14 @@ import pytest
 import torch
 from conftest import synthetic_images
 
-from unit_ablation.ablation import ablate_directions, ablate_naive, ablate_units, choose_device, count_changes
+from unit_ablation.ablation import (
+    ablate_directions,
+    ablate_naive,
+    ablate_units,
+    channel_means,
+    choose_device,
+    count_changes,
+)
 from unit_ablation.basis import from_basis, random_rotation, to_basis
 
 
@@ -59,7 +66,7 @@ CASES = [
 @pytest.mark.parametrize(("layer", "rotation_seed", "value"), CASES)
 def test_engine_matches_the_naive_reference(small_model, layer, rotation_seed, value):
     images, labels = synthetic_images(120, seed=11)
-    units_total = small_model.config_units(layer)
+    units_total = small_model.unit_count(layer)
     rotation = None if rotation_seed is None else random_rotation(units_total, rotation_seed)
     units = list(range(units_total))
     engine = ablate_units(
@@ -84,7 +91,7 @@ def test_engine_matches_the_naive_reference(small_model, layer, rotation_seed, v
 
 def test_results_do_not_depend_on_batch_or_chunk_sizes(small_model):
     images, labels = synthetic_images(90, seed=12)
-    units = list(range(small_model.config_units("conv5")))
+    units = list(range(small_model.unit_count("conv5")))
     whole = ablate_units(
         small_model, "conv5", images, labels, units, 10, batch_size=90, units_per_pass=len(units)
     )
@@ -101,16 +108,31 @@ def test_results_do_not_depend_on_batch_or_chunk_sizes(small_model):
 
 def test_a_dead_unit_changes_nothing(small_model):
     with torch.no_grad():
-        conv = small_model.features.conv5.conv
-        conv.weight[2].zero_()
-        if conv.bias is not None:
-            conv.bias[2] = -1.0
-        else:  # BN net: a negative BN output for every input keeps the unit at 0 after ReLU
-            small_model.features.conv5.bn.bias[2] = -1.0
+        block = small_model.features.conv5
+        block.conv.weight[2].zero_()
+        if hasattr(block, "bn"):  # BN net: scale 0 and a negative shift keep the unit at 0 after ReLU
+            block.bn.weight[2], block.bn.bias[2] = 0.0, -1.0
+        else:
+            block.conv.bias[2] = -1.0
     images, labels = synthetic_images(60, seed=13)
+    activation = small_model.forward_to("conv5", torch.rand(8, 1, 28, 28))
+    assert torch.all(activation[:, 2] == 0), "the unit must really be dead"
     counts = ablate_units(small_model, "conv5", images, labels, [1, 2], 10, batch_size=30)
     assert counts.broken[1].sum() == 0 and counts.fixed[1].sum() == 0
     assert counts.broken[0].sum() + counts.fixed[0].sum() > 0
+
+
+def test_channel_means_are_dataset_means_over_images_and_positions(small_model):
+    images, _ = synthetic_images(70, seed=14)
+    activation = small_model.forward_to("conv4", torch.from_numpy(images).float() / 255).double()
+    expected = activation.mean(dim=(0, 2, 3))
+    got = channel_means(small_model, "conv4", images, None, batch_size=32, device=torch.device("cpu"))
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
+    q = torch.from_numpy(random_rotation(expected.numel(), seed=2))
+    rotated = channel_means(
+        small_model, "conv4", images, q.float(), batch_size=32, device=torch.device("cpu")
+    )
+    torch.testing.assert_close(rotated.double(), q.T @ expected, rtol=1e-4, atol=1e-5)
 
 
 def test_device_choice_falls_back_to_cpu_without_cuda(monkeypatch):

@@ -85,3 +85,23 @@ def test_rotated_l1_uses_the_rotated_filters():
     rotated = np.einsum("uj,uchw->jchw", q, weight)
     np.testing.assert_allclose(incoming_l1(weight, q), np.abs(rotated).reshape(4, -1).sum(1))
     np.testing.assert_allclose(incoming_l1(weight, np.eye(4)), incoming_l1(weight))
+
+
+def test_rotated_outgoing_l1_uses_the_rotated_columns():
+    weight = np.random.default_rng(1).standard_normal((6, 4, 9))  # (out, units, positions)
+    q = random_rotation(4, seed=2)
+    rotated = np.einsum("uj,oup->ojp", q, weight)
+    np.testing.assert_allclose(outgoing_l1(weight, q), np.abs(rotated).sum(axis=(0, 2)))
+
+
+def test_incoming_l1_folds_batchnorm_into_the_filter():
+    torch.manual_seed(0)
+    model = build_model(width=0.25, batchnorm=True).eval()
+    bn = model.features.conv3.bn
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0)
+        bn.running_var.uniform_(0.5, 4.0)
+    raw = model.features.conv3.conv.weight.detach().numpy()
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().numpy()
+    got = incoming_l1(model.incoming_weight("conv3").detach().numpy())
+    np.testing.assert_allclose(got, np.abs(raw).reshape(len(raw), -1).sum(1) * np.abs(scale), rtol=1e-5)

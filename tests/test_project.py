@@ -43,7 +43,8 @@ def test_parse_time_code_imports_no_torch():
     result = run(
         sys.executable,
         "-c",
-        "import sys; sys.path.insert(0, 'src'); import unit_ablation.architecture, unit_ablation.layers; "
+        "import sys; sys.path.insert(0, 'src'); "
+        "import unit_ablation.architecture, unit_ablation.layers, unit_ablation.fetch_data; "
         "print('torch' in sys.modules)",
     )
     assert result.stdout.strip() == "False"

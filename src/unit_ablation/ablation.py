@@ -109,9 +109,10 @@ def channel_means(
 
 
 def _prepare(model, layer, images, rotation, value, batch_size, device):
+    """Model on the device, the rotation as a tensor, and the value each unit is set to."""
     model.eval().to(device)
     q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
-    units = model.config_units(layer)
+    units = model.unit_count(layer)
     if value == "zero":
         values = torch.zeros(units, device=device)
     elif value == "mean":
@@ -134,10 +135,15 @@ def ablate_units(
     batch_size: int = 500,
     units_per_pass: int = 16,
     device: str | torch.device = "cpu",
+    mean_images: np.ndarray | None = None,
 ) -> AblationCounts:
-    """Head-replay ablation of every unit in `units`: trunk once per batch, K ablated copies per head pass."""
+    """Head-replay ablation of every unit in `units`: trunk once per batch, K ablated copies per head pass.
+
+    Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
+    """
     device = torch.device(device)
-    q, values = _prepare(model, layer, images, rotation, value, batch_size, device)
+    reference = images if mean_images is None else mean_images
+    q, values = _prepare(model, layer, reference, rotation, value, batch_size, device)
     broken = torch.zeros(len(units), num_classes, dtype=torch.long, device=device)
     fixed = torch.zeros_like(broken)
     n = np.bincount(labels, minlength=num_classes)
@@ -175,10 +181,12 @@ def ablate_naive(
     value: str = "zero",
     batch_size: int = 500,
     device: str | torch.device = "cpu",
+    mean_images: np.ndarray | None = None,
 ) -> AblationCounts:
     """Reference: a full forward pass per unit, with a hook that ablates the layer's output."""
     device = torch.device(device)
-    q, values = _prepare(model, layer, images, rotation, value, batch_size, device)
+    reference = images if mean_images is None else mean_images
+    q, values = _prepare(model, layer, reference, rotation, value, batch_size, device)
     module = resolve_layer(model, layer)
     x_all = torch.from_numpy(to_float(images)).to(device)
     y_all = torch.from_numpy(labels.astype(np.int64)).to(device)
@@ -217,14 +225,18 @@ def ablate_chunk_to_file(
     units_per_pass: int = 16,
     device: str = "auto",
     threads: int = 1,
+    mean_split: str | None = None,
 ) -> None:
-    """Ablate one chunk of units of one (model, layer spec) and write the counts to .npz."""
+    """Ablate one chunk of units of one (model, layer spec) and write the counts to .npz.
+
+    With `value="mean"` each unit is set to its mean over the images of `mean_split`.
+    """
     torch.set_num_threads(max(1, threads))
     spec = parse_layer_spec(layer)
     torch_device = choose_device(device)
     model = load_model(model_path)
     dataset = load_dataset(dataset_path)
-    rotation = basis_matrix(model.config_units(spec.layer), spec.rotation_seed)
+    rotation = basis_matrix(model.unit_count(spec.layer), spec.rotation_seed)
     log.info(
         "ablating %d units of %s on %s (%s ablation, %d threads)",
         len(units),
@@ -246,12 +258,14 @@ def ablate_chunk_to_file(
         batch_size=batch_size,
         units_per_pass=units_per_pass,
         device=torch_device,
+        mean_images=None if mean_split is None else dataset.images[mean_split],
     )
     seconds = time.monotonic() - start
     metadata = {
         "plan": "head-replay",
         "device": str(torch_device),
         "value": value,
+        "mean_split": mean_split,
         "layer": layer,
         "seconds": round(seconds, 2),
         "eval_split": eval_split,

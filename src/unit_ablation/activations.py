@@ -60,7 +60,7 @@ def extract_to_file(
     spec = parse_layer_spec(layer)
     model = load_model(model_path)
     dataset = load_dataset(dataset_path)
-    units = model.config_units(spec.layer)
+    units = model.unit_count(spec.layer)
     rotation = basis_matrix(units, spec.rotation_seed)
     payload: dict[str, np.ndarray] = {"class_names": np.array(dataset.class_names)}
     for prefix, split in (("eval", eval_split), ("attr", attribute_split)):

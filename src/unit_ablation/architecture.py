@@ -27,3 +27,15 @@ def scaled(count: int, width: float) -> int:
 def layer_units(width: float) -> dict[str, int]:
     """Number of units (channels) of every conv layer at a width multiplier."""
     return {name: scaled(count, width) for name, count in BASE_CHANNELS.items()}
+
+
+def canonical_layer(name: str) -> str:
+    """The alias (`conv5`) of a built-in layer given as alias or module path (`features.conv5`)."""
+    for prefix in ("", "features."):
+        for alias in CONV_LAYERS:
+            if name in (f"{prefix}{alias}", f"{prefix}{alias}.relu"):
+                return alias
+    raise KeyError(
+        f"unknown layer {name!r}: the built-in model's layers are {', '.join(CONV_LAYERS)} "
+        "(module paths features.conv1 ... features.conv5 also work)"
+    )

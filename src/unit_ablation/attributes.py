@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from unit_ablation.io import write_tsv
+from unit_ablation.layers import parse_layer_spec
+from unit_ablation.models import load_model
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +150,6 @@ def attributes_to_files(
     layer: str,
 ) -> None:
     """Compute the attribute tables of one (model, layer spec) from its extracted activations."""
-    from unit_ablation.layers import parse_layer_spec
-    from unit_ablation.models import load_model
-
     spec = parse_layer_spec(layer)
     model = load_model(model_path)
     with np.load(activations_path, allow_pickle=False) as archive:

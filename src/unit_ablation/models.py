@@ -14,7 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from unit_ablation.architecture import ARCH_NAME, BASE_FC_UNITS, CONV_LAYERS, layer_units, scaled
+from unit_ablation.architecture import (
+    ARCH_NAME,
+    BASE_FC_UNITS,
+    CONV_LAYERS,
+    canonical_layer,
+    layer_units,
+    scaled,
+)
 from unit_ablation.io import atomic_path
 
 # Fashion-MNIST training-set pixel statistics.
@@ -104,38 +111,43 @@ class FashionAlexNet(nn.Module):
         return self.classifier(x)
 
     def forward_to(self, layer: str, x: torch.Tensor) -> torch.Tensor:
-        """Activation of a named conv layer (the trunk up to the ablation point)."""
-        x = self.normalize(x)
-        for name, module in self.features.named_children():
-            x = module(x)
-            if name == layer:
-                return x
-        raise KeyError(f"unknown layer {layer!r}; expected one of {CONV_LAYERS}")
+        """Activation of a conv layer (the trunk up to the ablation point)."""
+        return self.features[: self._feature_index(layer) + 1](self.normalize(x))
 
     def forward_from(self, layer: str, activation: torch.Tensor) -> torch.Tensor:
-        """Logits from the activation of a named conv layer (the head after the ablation point)."""
-        names = [name for name, _ in self.features.named_children()]
-        if layer not in names:
-            raise KeyError(f"unknown layer {layer!r}; expected one of {CONV_LAYERS}")
-        x = activation
-        for name in names[names.index(layer) + 1 :]:
-            x = self.features.get_submodule(name)(x)
+        """Logits from the activation of a conv layer (the head after the ablation point)."""
+        x = self.features[self._feature_index(layer) + 1 :](activation)
         return self.classifier(self.flatten(x))
 
+    def _feature_index(self, layer: str) -> int:
+        names = [name for name, _ in self.features.named_children()]
+        return names.index(canonical_layer(layer))
+
     def incoming_weight(self, layer: str) -> torch.Tensor:
-        """Weights of the filter bank that produces the layer's units, shape (units, ...)."""
-        return resolve_layer(self, layer).get_submodule("conv").weight
+        """Effective filter bank producing the layer's units, shape (units, in, kh, kw).
+
+        With BatchNorm the conv weights are scaled by gamma / sqrt(running_var + eps), the
+        filter the unit really applies in eval mode (raw conv weights have an arbitrary scale).
+        """
+        block = resolve_layer(self, layer)
+        weight = block.get_submodule("conv").weight
+        if hasattr(block, "bn"):
+            bn = block.get_submodule("bn")
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            weight = weight * scale.view(-1, 1, 1, 1)
+        return weight
 
     def outgoing_weight(self, layer: str) -> torch.Tensor:
         """Weights of the next mixing layer that read each unit, shape (out, units, positions)."""
-        index = CONV_LAYERS.index(layer)
+        index = CONV_LAYERS.index(canonical_layer(layer))
         if index + 1 < len(CONV_LAYERS):
             weight = resolve_layer(self, CONV_LAYERS[index + 1]).get_submodule("conv").weight
             return weight.flatten(2)
         fc6 = self.classifier.get_submodule("fc6").weight
-        return fc6.view(fc6.shape[0], self.config_units(layer), -1)
+        return fc6.view(fc6.shape[0], self.unit_count(layer), -1)
 
-    def config_units(self, layer: str) -> int:
+    def unit_count(self, layer: str) -> int:
+        """Number of units (channels) of a conv layer."""
         return resolve_layer(self, layer).get_submodule("conv").out_channels
 
 
@@ -147,15 +159,18 @@ def build_model(
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
-    """The module whose output is the ablation point: a friendly alias (`conv5`) or a module path."""
-    if isinstance(model, FashionAlexNet) and name in CONV_LAYERS:
-        return model.features.get_submodule(name)
+    """The module whose output is the ablation point: an alias (`conv5`) or a module path."""
+    if isinstance(model, FashionAlexNet):
+        try:
+            return model.features.get_submodule(canonical_layer(name))
+        except KeyError:
+            pass
     try:
         return model.get_submodule(name)
     except AttributeError as error:
-        aliases = list(CONV_LAYERS) if isinstance(model, FashionAlexNet) else []
+        aliases = f"an alias {list(CONV_LAYERS)} or " if isinstance(model, FashionAlexNet) else ""
         raise KeyError(
-            f"layer {name!r} not found; use an alias {aliases} or a module path from named_modules()"
+            f"layer {name!r} not found; use {aliases}a module path from named_modules()"
         ) from error
 
 

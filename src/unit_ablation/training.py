@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from unit_ablation.data import load_dataset, to_float
+from unit_ablation.io import atomic_path
 from unit_ablation.models import FashionAlexNet, build_model, save_checkpoint
 from unit_ablation.progress import Progress
 
@@ -114,10 +116,6 @@ def train_to_checkpoint(
     threads: int = 1,
 ) -> dict[str, Any]:
     """Train one model variant and write its checkpoint and metadata JSON."""
-    import json
-
-    from unit_ablation.io import atomic_path
-
     train_config = TrainConfig(**config)
     torch.set_num_threads(max(1, threads))
     dataset = load_dataset(dataset_path)
