@@ -1,10 +1,10 @@
 """Single-unit ablation: paired per-class counts of images broken and fixed by removing a unit.
 
 Two implementations with one contract:
-- `ablate_naive`: one full forward pass per unit with a hook that edits the layer's output
-  (the reference);
-- `ablate_units` (plan "head-replay"): runs the trunk up to the layer once per image batch,
-  then replays only the rest of the network for several ablated copies at once.
+- `ablate_units`: the engine (`unit_ablation.engine`): trunk once per image batch, then the
+  cheapest exact plan (closed form, delta or head replay) for many units at once;
+- `ablate_naive`: the reference, one full forward pass per unit with a hook that edits the
+  layer's output.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from unit_ablation.basis import basis_matrix, to_basis
 from unit_ablation.data import load_dataset, to_float
+from unit_ablation.engine import AblationEngine, ablate_directions
+from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import atomic_path
 from unit_ablation.layers import parse_layer_spec
-from unit_ablation.models import FashionAlexNet, load_model, resolve_layer
+from unit_ablation.models import load_model, resolve_layer
 from unit_ablation.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -32,13 +35,14 @@ ABLATION_VALUES = ("zero", "mean")
 
 @dataclass
 class AblationCounts:
-    """broken/fixed: units x classes; n/correct: per class (intact model)."""
+    """broken/fixed: units x classes; n/correct: per class (intact model); plan: how it was computed."""
 
     units: np.ndarray
     broken: np.ndarray
     fixed: np.ndarray
     n: np.ndarray
     correct: np.ndarray
+    plan: str = "naive"
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -54,25 +58,6 @@ def choose_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def ablate_directions(
-    activation: torch.Tensor, units: list[int], rotation: torch.Tensor | None, values: torch.Tensor
-) -> torch.Tensor:
-    """K ablated copies (K x B x U x H x W) of a B x U x H x W activation, one per unit.
-
-    Canonical basis: channel u is set to values[u]. Rotated basis: the coordinate along
-    direction q_u is replaced by values[u], i.e. a <- a - q_u (q_u^T a - values[u]).
-    """
-    copies = activation.unsqueeze(0).repeat(len(units), 1, 1, 1, 1)
-    index = torch.tensor(units, device=activation.device)
-    if rotation is None:
-        for k, unit in enumerate(units):
-            copies[k, :, unit] = values[unit]
-        return copies
-    directions = rotation[:, index].T  # K x U
-    projection = torch.einsum("kbuhw,ku->kbhw", copies, directions) - values[index].view(-1, 1, 1, 1)
-    return copies - directions.view(len(units), 1, -1, 1, 1) * projection.unsqueeze(2)
-
-
 def count_changes(
     intact: torch.Tensor, ablated: torch.Tensor, labels: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,14 +67,21 @@ def count_changes(
     offsets = torch.arange(ablated.shape[0], device=labels.device).unsqueeze(1) * num_classes
     cell = (offsets + labels.unsqueeze(0)).flatten()
     size = ablated.shape[0] * num_classes
-    broken = torch.bincount(cell, weights=(intact_ok & ~ablated_ok).flatten().double(), minlength=size)
-    fixed = torch.bincount(cell, weights=(~intact_ok & ablated_ok).flatten().double(), minlength=size)
-    return broken.view(-1, num_classes).long(), fixed.view(-1, num_classes).long()
+    broken = torch.bincount(cell[(intact_ok & ~ablated_ok).flatten()], minlength=size)
+    fixed = torch.bincount(cell[(~intact_ok & ablated_ok).flatten()], minlength=size)
+    return broken.view(-1, num_classes), fixed.view(-1, num_classes)
+
+
+def _batches(images: np.ndarray, labels: np.ndarray | None, batch_size: int, device: torch.device):
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(to_float(images[start : start + batch_size])).to(device)
+        y = None if labels is None else torch.from_numpy(labels[start : start + batch_size].astype(np.int64))
+        yield x, None if y is None else y.to(device)
 
 
 @torch.no_grad()
 def channel_means(
-    model: FashionAlexNet,
+    model: nn.Module,
     layer: str,
     images: np.ndarray,
     rotation: torch.Tensor | None,
@@ -97,34 +89,42 @@ def channel_means(
     device: torch.device,
 ) -> torch.Tensor:
     """Dataset mean of every unit's coordinate (over images and positions), for mean ablation."""
+    split = split_model(model, layer)
     total, count = None, 0
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(to_float(images[start : start + batch_size])).to(device)
-        a = model.forward_to(layer, x).double()
-        z = to_basis(a, None if rotation is None else rotation.double())
-        batch_sum = z.sum(dim=(0, 2, 3))
+    for x, _ in _batches(images, None, batch_size, device):
+        activation = run_trunk(split, x)[0].double()
+        z = to_basis(activation, None if rotation is None else rotation.double())
+        batch_sum = z.sum(dim=[0, *range(2, z.dim())])
         total = batch_sum if total is None else total + batch_sum
-        count += z.shape[0] * z.shape[2] * z.shape[3]
+        count += z.numel() // z.shape[1]
     return (total / count).float()
 
 
-def _prepare(model, layer, images, rotation, value, batch_size, device):
-    """Model on the device, the rotation as a tensor, and the value each unit is set to."""
-    model.eval().to(device)
-    q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
-    units = model.unit_count(layer)
+def ablation_values(
+    model: nn.Module,
+    layer: str,
+    images: np.ndarray,
+    rotation: torch.Tensor | None,
+    value: str,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """What each unit's coordinate is set to: 0, or its mean over `images`."""
+    if value == "mean":
+        return channel_means(model, layer, images, rotation, batch_size, device).to(device)
     if value == "zero":
-        values = torch.zeros(units, device=device)
-    elif value == "mean":
-        values = channel_means(model, layer, images, q, batch_size, device).to(device)
-    else:
-        raise ValueError(f"ablation value {value!r} not in {ABLATION_VALUES}")
-    return q, values
+        units = run_trunk(split_model(model, layer), torch.from_numpy(to_float(images[:1])).to(device))[0]
+        return torch.zeros(units.shape[1], device=device)
+    raise ValueError(f"ablation value {value!r} not in {ABLATION_VALUES}")
+
+
+def _rotation_tensor(rotation: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    return None if rotation is None else torch.from_numpy(rotation).float().to(device)
 
 
 @torch.no_grad()
 def ablate_units(
-    model: FashionAlexNet,
+    model: nn.Module,
     layer: str,
     images: np.ndarray,
     labels: np.ndarray,
@@ -133,45 +133,47 @@ def ablate_units(
     rotation: np.ndarray | None = None,
     value: str = "zero",
     batch_size: int = 500,
-    units_per_pass: int = 16,
+    units_per_pass: int | None = None,
     device: str | torch.device = "cpu",
     mean_images: np.ndarray | None = None,
+    plan: str = "auto",
+    memory_budget_mb: float | None = None,
 ) -> AblationCounts:
-    """Head-replay ablation of every unit in `units`: trunk once per batch, K ablated copies per head pass.
+    """The engine: counts for every unit in `units`, with the plan chosen for (model, layer, basis).
 
     Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
+    `units_per_pass` fixes K, the ablated copies per pass; by default K follows the memory budget.
     """
     device = torch.device(device)
+    model.eval().to(device)
+    q = _rotation_tensor(rotation, device)
     reference = images if mean_images is None else mean_images
-    q, values = _prepare(model, layer, reference, rotation, value, batch_size, device)
+    values = ablation_values(model, layer, reference, q, value, batch_size, device)
+    engine = AblationEngine(model, layer, q, plan, units_per_pass, memory_budget_mb)
     broken = torch.zeros(len(units), num_classes, dtype=torch.long, device=device)
     fixed = torch.zeros_like(broken)
-    n = np.bincount(labels, minlength=num_classes)
     correct = torch.zeros(num_classes, dtype=torch.long, device=device)
-    progress = Progress(log, f"ablate {layer}", len(images), "images")
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(to_float(images[start : start + batch_size])).to(device)
-        y = torch.from_numpy(labels[start : start + batch_size].astype(np.int64)).to(device)
-        activation = model.forward_to(layer, x)
-        intact = model.forward_from(layer, activation).argmax(1)
+    progress = Progress(log, f"ablate {layer} ({engine.plan})", len(images), "images")
+    for x, y in _batches(images, labels, batch_size, device):
+        intact, predictions = engine.predictions(x, units, values)
         correct += torch.bincount(y[intact == y], minlength=num_classes)
-        for group_start in range(0, len(units), units_per_pass):
-            group = units[group_start : group_start + units_per_pass]
-            copies = ablate_directions(activation, group, q, values)
-            logits = model.forward_from(layer, copies.flatten(0, 1))
-            predictions = logits.argmax(1).view(len(group), -1)
-            b, f = count_changes(intact, predictions, y, num_classes)
-            broken[group_start : group_start + len(group)] += b
-            fixed[group_start : group_start + len(group)] += f
+        b, f = count_changes(intact, predictions, y, num_classes)
+        broken += b
+        fixed += f
         progress.update(len(x), note=f"{len(units)} units")
     return AblationCounts(
-        np.array(units), broken.cpu().numpy(), fixed.cpu().numpy(), n, correct.cpu().numpy()
+        np.array(units),
+        broken.cpu().numpy(),
+        fixed.cpu().numpy(),
+        np.bincount(labels, minlength=num_classes),
+        correct.cpu().numpy(),
+        plan=engine.plan,
     )
 
 
 @torch.no_grad()
 def ablate_naive(
-    model: FashionAlexNet,
+    model: nn.Module,
     layer: str,
     images: np.ndarray,
     labels: np.ndarray,
@@ -185,8 +187,10 @@ def ablate_naive(
 ) -> AblationCounts:
     """Reference: a full forward pass per unit, with a hook that ablates the layer's output."""
     device = torch.device(device)
+    model.eval().to(device)
+    q = _rotation_tensor(rotation, device)
     reference = images if mean_images is None else mean_images
-    q, values = _prepare(model, layer, reference, rotation, value, batch_size, device)
+    values = ablation_values(model, layer, reference, q, value, batch_size, device)
     module = resolve_layer(model, layer)
     x_all = torch.from_numpy(to_float(images)).to(device)
     y_all = torch.from_numpy(labels.astype(np.int64)).to(device)
@@ -222,10 +226,11 @@ def ablate_chunk_to_file(
     eval_split: str = "test",
     value: str = "zero",
     batch_size: int = 500,
-    units_per_pass: int = 16,
+    units_per_pass: int | None = None,
     device: str = "auto",
     threads: int = 1,
     mean_split: str | None = None,
+    plan: str = "auto",
 ) -> None:
     """Ablate one chunk of units of one (model, layer spec) and write the counts to .npz.
 
@@ -259,10 +264,11 @@ def ablate_chunk_to_file(
         units_per_pass=units_per_pass,
         device=torch_device,
         mean_images=None if mean_split is None else dataset.images[mean_split],
+        plan=plan,
     )
     seconds = time.monotonic() - start
     metadata = {
-        "plan": "head-replay",
+        "plan": counts.plan,
         "device": str(torch_device),
         "value": value,
         "mean_split": mean_split,
@@ -280,4 +286,4 @@ def ablate_chunk_to_file(
             correct=counts.correct,
             metadata=np.array(json.dumps(metadata)),
         )
-    log.info("wrote %s in %.1fs", output, seconds)
+    log.info("wrote %s in %.1fs with plan %s", output, seconds, counts.plan)

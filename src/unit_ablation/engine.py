@@ -1,0 +1,177 @@
+"""The ablation engine: trunk once per image batch, then a plan for K ablated copies at once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from unit_ablation.graph_split import run_trunk, split_model
+from unit_ablation.plans import (
+    PlanParts,
+    bytes_per_image,
+    choose_plan,
+    delta_of_mixing,
+    head_flops_per_copy,
+    repeat_batch,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CPU_BUDGET_MB = 256
+
+
+def memory_budget_bytes(device: torch.device, budget_mb: float | None) -> int:
+    """Bytes the ablated copies may use: the given budget, else half the free GPU memory or a CPU default."""
+    if budget_mb is not None:
+        return int(budget_mb * 2**20)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return DEFAULT_CPU_BUDGET_MB * 2**20
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError | MemoryError) or "out of memory" in str(error)
+
+
+def ablate_directions(
+    activation: torch.Tensor, units: list[int], rotation: torch.Tensor | None, values: torch.Tensor
+) -> torch.Tensor:
+    """K ablated copies (K x B x U x ...) of a B x U x ... activation, one per unit.
+
+    Canonical basis: channel u is set to values[u]. Rotated basis: the coordinate along
+    direction q_u is replaced by values[u], i.e. a <- a - q_u (q_u^T a - values[u]).
+    """
+    copies = activation.unsqueeze(0).repeat(len(units), *([1] * activation.dim()))
+    if rotation is None:
+        for k, unit in enumerate(units):
+            copies[k, :, unit] = values[unit]
+        return copies
+    index = torch.tensor(units, device=activation.device)
+    directions = rotation[:, index].T  # K x U
+    spatial = [1] * (activation.dim() - 2)
+    projection = torch.einsum("kbu...,ku->kb...", copies, directions) - values[index].view(-1, 1, *spatial)
+    return copies - directions.view(len(units), 1, -1, *spatial) * projection.unsqueeze(2)
+
+
+class AblationEngine:
+    """Predictions of a model with each of many units ablated, for one layer and basis."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str,
+        rotation: torch.Tensor | None = None,
+        plan: str = "auto",
+        units_per_pass: int | None = None,
+        memory_budget_mb: float | None = None,
+    ) -> None:
+        self.split = split_model(model, layer)
+        self.rotation = rotation
+        self.parts: PlanParts = choose_plan(self.split, rotated=rotation is not None, requested=plan)
+        self.plan = self.parts.name
+        self.units_per_pass = units_per_pass
+        self.memory_budget_mb = memory_budget_mb
+        self._copy_bytes: int | None = None
+        self.flops_per_copy: float | None = None
+        self.executed_flops = 0.0
+
+    def _group_size(self, activation: torch.Tensor, side: list[torch.Tensor], units: int) -> int:
+        if self.units_per_pass is not None:
+            return max(1, min(units, self.units_per_pass))
+        if self._copy_bytes is None:
+            if self.plan == "head-replay":
+                self._copy_bytes = bytes_per_image(self.split.head, activation, *side)
+            elif self.plan == "delta":
+                mixed = self.parts.mixing(self.parts.chain(activation[:1]))
+                self._copy_bytes = bytes_per_image(self.parts.tail, mixed, *side) + 4 * mixed.numel()
+            else:
+                self._copy_bytes = 4 * self.parts.mixing.out_features
+        budget = memory_budget_bytes(activation.device, self.memory_budget_mb)
+        return max(1, min(units, budget // max(1, self._copy_bytes * activation.shape[0])))
+
+    def _groups(self, units: list[int], size: int) -> Iterator[tuple[int, list[int]]]:
+        for start in range(0, len(units), size):
+            yield start, units[start : start + size]
+
+    @torch.no_grad()
+    def predictions(
+        self, x: torch.Tensor, units: list[int], values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Intact predictions (B) and predictions with each unit ablated (len(units) x B).
+
+        `values[u]` is what unit u's coordinate is set to (0 for zero ablation).
+        """
+        activation, side = run_trunk(self.split, x)
+        if self.flops_per_copy is None:
+            self.flops_per_copy = head_flops_per_copy(self.parts, self.split, activation, side)
+        context = self._prepare(activation, side, values)
+        intact = context["intact_logits"].argmax(1)
+        predictions = torch.empty(len(units), x.shape[0], dtype=torch.long, device=x.device)
+        size = self._group_size(activation, side, len(units))
+        start = 0
+        while start < len(units):
+            group = units[start : start + size]
+            try:
+                logits = self._ablated_logits(context, activation, side, group, values)
+            except (RuntimeError, MemoryError) as error:
+                if not is_out_of_memory(error) or size == 1:
+                    raise
+                size = max(1, size // 2)
+                self.units_per_pass = size
+                log.warning("out of memory with %d ablated copies: halving to %d", len(group), size)
+                if x.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            predictions[start : start + len(group)] = logits.argmax(-1).view(len(group), -1)
+            self.executed_flops += self.flops_per_copy * len(group) * x.shape[0]
+            start += len(group)
+        return intact, predictions
+
+    def _prepare(self, activation: torch.Tensor, side: list[torch.Tensor], values: torch.Tensor) -> dict:
+        if self.plan == "head-replay":
+            return {"intact_logits": self.split.head(activation, *side)}
+        pooled = self.parts.chain(activation)
+        mixed = self.parts.mixing(pooled)
+        context = {"pooled": pooled, "mixed": mixed, "intact_logits": self.parts.tail(mixed, *side)}
+        units = activation.shape[1]
+        batch = activation.shape[0]
+        if self.plan == "delta":
+            constant = values.view(1, -1, *([1] * (activation.dim() - 2))).expand(1, *activation.shape[1:])
+            ablated = self.parts.chain(constant.contiguous())  # chain(f(v)) per channel, f(0) may be != 0
+            context["pooled_blocks"] = pooled.reshape(batch, units, *self._block_shape(pooled, units))
+            context["ablated_blocks"] = ablated.reshape(1, units, *self._block_shape(pooled, units))
+        elif self.rotation is not None:
+            context["coordinates"] = pooled @ self.rotation  # z = Q^T g per image
+            context["weight"] = self.parts.mixing.weight @ self.rotation  # columns W q_j
+        else:
+            context["coordinates"] = pooled
+            context["weight"] = self.parts.mixing.weight
+        return context
+
+    @staticmethod
+    def _block_shape(pooled: torch.Tensor, units: int) -> tuple[int, ...]:
+        if pooled.dim() == 2:  # flattened channel-major: each unit owns a contiguous block
+            return (pooled.shape[1] // units,)
+        return tuple(pooled.shape[2:])
+
+    def _ablated_logits(
+        self, context: dict, activation: torch.Tensor, side: list[torch.Tensor], group: list[int], values
+    ) -> torch.Tensor:
+        index = torch.tensor(group, device=activation.device)
+        if self.plan == "head-replay":
+            copies = ablate_directions(activation, group, self.rotation, values)
+            return self.split.head(copies.flatten(0, 1), *repeat_batch(side, len(group)))
+        if self.plan == "closed-form":
+            shift = context["coordinates"].index_select(1, index) - values.index_select(0, index)  # B x K
+            columns = context["weight"].index_select(1, index)  # classes x K
+            return context["intact_logits"].unsqueeze(0) - shift.T.unsqueeze(2) * columns.T.unsqueeze(1)
+        change = context["ablated_blocks"].index_select(1, index) - context["pooled_blocks"].index_select(
+            1, index
+        )
+        delta = delta_of_mixing(self.parts.mixing, change, group, activation.shape[1])
+        mixed = (context["mixed"].unsqueeze(0) + delta).flatten(0, 1)
+        return self.parts.tail(mixed, *repeat_batch(side, len(group)))

@@ -1,0 +1,187 @@
+"""The engine's plans against the naive reference, on the built-in CNN and torchvision models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from conftest import synthetic_images
+from unit_ablation.ablation import ablate_naive, ablate_units, count_changes
+from unit_ablation.basis import random_rotation
+from unit_ablation.engine import AblationEngine
+from unit_ablation.graph_split import run_trunk, split_model
+
+
+class GrayToRGB(nn.Module):
+    """Feeds 1-channel images, upsampled, to a 3-channel torchvision model."""
+
+    def __init__(self, model: nn.Module, size: int) -> None:
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.model(x.expand(-1, 3, -1, -1))
+
+
+def torchvision_model(name: str, size: int) -> nn.Module:
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(num_classes=10)
+    with torch.no_grad():
+        for module in model.modules():  # non-trivial BN statistics, so BN is not the identity
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+        wrapped = GrayToRGB(model, size).eval()
+        # Random-init logits share large per-class offsets, so every image gets the same class.
+        # Standardise the last layer on calibration images: predictions then vary between images
+        # and single-unit ablations flip some of them.
+        calibration, _ = synthetic_images(64, seed=99)
+        logits = wrapped(torch.from_numpy(calibration).float() / 255)
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        std = logits.std(0).clamp_min(1e-6)
+        last.weight.div_(std.unsqueeze(1))
+        last.bias.copy_((last.bias - logits.mean(0)) / std)
+    return wrapped
+
+
+# (model, layer, input size, plan in the canonical basis, plan in a rotated basis)
+TORCHVISION_CASES = [
+    ("alexnet", "model.features.11", 64, "delta", "head-replay"),
+    ("vgg11_bn", "model.features.27", 32, "delta", "head-replay"),
+    ("resnet18", "model.layer4", 32, "closed-form", "closed-form"),
+    ("resnet18", "model.layer3.1.bn2", 32, "head-replay", "head-replay"),  # residual side input
+]
+
+
+def assert_same_counts(model, layer, images, labels, units, rotation=None, value="zero", **engine_options):
+    engine = ablate_units(
+        model, layer, images, labels, units, 10, rotation=rotation, value=value, **engine_options
+    )
+    naive = ablate_naive(
+        model, layer, images, labels, units, 10, rotation=rotation, value=value, batch_size=64
+    )
+    assert naive.broken.sum() + naive.fixed.sum() > 0, "the case must change some predictions"
+    np.testing.assert_array_equal(engine.broken, naive.broken)
+    np.testing.assert_array_equal(engine.fixed, naive.fixed)
+    np.testing.assert_array_equal(engine.correct, naive.correct)
+    return engine
+
+
+@pytest.mark.parametrize(("name", "layer", "size", "plan", "rotated_plan"), TORCHVISION_CASES)
+@pytest.mark.parametrize("rotated", [False, True], ids=["canonical", "rotated"])
+@pytest.mark.parametrize("value", ["zero", "mean"])
+def test_torchvision_models_match_the_naive_reference(name, layer, size, plan, rotated_plan, rotated, value):
+    model = torchvision_model(name, size)
+    images, _ = synthetic_images(48, seed=31)
+    # labels = the intact model's predictions on half the images, random on the rest: both
+    # broken and fixed images occur
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(images).float() / 255).argmax(1).numpy()
+    labels = np.where(np.arange(48) % 2 == 0, predicted, np.random.default_rng(0).integers(0, 10, 48))
+    with torch.no_grad():
+        units_total = run_trunk(split_model(model, layer), torch.rand(1, 1, 28, 28))[0].shape[1]
+    rotation = random_rotation(units_total, seed=5) if rotated else None
+    units = list(range(0, units_total, max(1, units_total // 24)))  # a spread of units, fast enough
+    counts = assert_same_counts(
+        model, layer, images, labels, units, rotation=rotation, value=value, batch_size=20, units_per_pass=7
+    )
+    assert counts.plan == (rotated_plan if rotated else plan)
+
+
+@pytest.mark.parametrize(
+    ("layer", "rotated", "plan"),
+    [
+        ("conv5", False, "delta"),
+        ("conv3", False, "delta"),
+        ("conv5", True, "head-replay"),
+        ("conv4", True, "head-replay"),
+    ],
+)
+@pytest.mark.parametrize("value", ["zero", "mean"])
+def test_builtin_model_plans_match_the_naive_reference(small_model, layer, rotated, plan, value):
+    images, labels = synthetic_images(90, seed=32)
+    units_total = small_model.unit_count(layer)
+    rotation = random_rotation(units_total, seed=6) if rotated else None
+    counts = assert_same_counts(
+        small_model,
+        layer,
+        images,
+        labels,
+        list(range(units_total)),
+        rotation=rotation,
+        value=value,
+        batch_size=1 if layer == "conv5" and not rotated else 40,
+        units_per_pass=5,
+    )
+    assert counts.plan == plan
+
+
+def test_every_applicable_plan_gives_the_same_counts(small_model):
+    images, labels = synthetic_images(80, seed=33)
+    units = list(range(small_model.unit_count("conv5")))
+    replay = ablate_units(small_model, "conv5", images, labels, units, 10, plan="head-replay")
+    delta = ablate_units(small_model, "conv5", images, labels, units, 10, plan="delta")
+    assert replay.broken.sum() > 0
+    np.testing.assert_array_equal(delta.broken, replay.broken)
+    np.testing.assert_array_equal(delta.fixed, replay.fixed)
+    with pytest.raises(ValueError, match="closed-form"):
+        ablate_units(small_model, "conv5", images, labels, units, 10, plan="closed-form")
+
+
+def test_permuting_channels_with_their_weights_permutes_the_results(small_model):
+    images, labels = synthetic_images(80, seed=34)
+    units = list(range(small_model.unit_count("conv5")))
+    before = ablate_units(small_model, "conv5", images, labels, units, 10)
+    perm = torch.randperm(len(units), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        block = small_model.features.conv5
+        for tensor in (block.conv.weight, block.conv.bias) + (
+            (block.bn.weight, block.bn.bias, block.bn.running_mean, block.bn.running_var)
+            if hasattr(block, "bn")
+            else ()
+        ):
+            if tensor is not None:
+                tensor.copy_(tensor[perm])
+        fc6 = small_model.classifier.fc6.weight
+        fc6.copy_(fc6.view(fc6.shape[0], len(units), -1)[:, perm].reshape(fc6.shape))
+    after = ablate_units(small_model, "conv5", images, labels, units, 10)
+    assert before.broken.sum() > 0
+    np.testing.assert_array_equal(after.broken, before.broken[perm.numpy()])
+    np.testing.assert_array_equal(after.fixed, before.fixed[perm.numpy()])
+
+
+def test_memory_budget_sets_the_copies_per_pass_and_oom_halves_them(small_model, monkeypatch):
+    images, labels = synthetic_images(60, seed=35)
+    units = list(range(small_model.unit_count("conv4")))
+    reference = ablate_units(
+        small_model, "conv4", images, labels, units, 10, plan="head-replay", batch_size=60
+    )
+    engine = AblationEngine(small_model, "conv4", plan="head-replay", memory_budget_mb=0.5)
+    x = torch.from_numpy(images).float() / 255
+    activation = engine.split.trunk(x)
+    small = engine._group_size(activation, [], len(units))
+    assert 1 <= small < len(units)
+    big = AblationEngine(small_model, "conv4", plan="head-replay", memory_budget_mb=4096)
+    assert big._group_size(activation, [], len(units)) == len(units)
+
+    calls = []
+    original = engine.split.head.forward
+
+    def flaky_head(*args):
+        calls.append(args[0].shape[0])
+        if args[0].shape[0] > 60 * 4:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(*args)
+
+    monkeypatch.setattr(engine.split.head, "forward", flaky_head)
+    engine.units_per_pass = 16
+    intact, predictions = engine.predictions(x, units, torch.zeros(len(units)))
+    assert engine.units_per_pass == 4  # 16 -> 8 -> 4 copies per pass
+    b, f = count_changes(intact, predictions, torch.from_numpy(labels), 10)
+    np.testing.assert_array_equal(b.numpy(), reference.broken)
+    np.testing.assert_array_equal(f.numpy(), reference.fixed)
