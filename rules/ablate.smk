@@ -17,7 +17,9 @@ rule ablate:
         value=config["ablation"]["value"],
         mean_split=mean_ablation_split(),
         batch_size=int(config["ablation"]["batch_size"]),
-        units_per_pass=int(config["ablation"]["units_per_pass"]),
+        units_per_pass=auto_or_number(config["ablation"]["units_per_pass"], int),
+        memory_mb=auto_or_number(config["ablation"]["memory_mb"], float),
+        plan=config["ablation"]["plan"],
         device=config["ablation"]["device"],
     script:
         "../scripts/ablate.py"

@@ -120,6 +120,11 @@ def mean_ablation_split():
     return None
 
 
+def auto_or_number(value, kind):
+    """None for "auto", else the number as a plain int or float (stable params)."""
+    return None if value == "auto" else kind(value)
+
+
 def optional_int(value):
     return None if value is None else int(value)
 

@@ -18,4 +18,6 @@ run_stage(
     device=snakemake.params.device,
     threads=snakemake.threads,
     mean_split=snakemake.params.mean_split,
+    plan=snakemake.params.plan,
+    memory_mb=snakemake.params.memory_mb,
 )

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,7 @@ def _write_chunk(path, units, base):
         fixed=base["fixed"][: len(units)],
         n=base["n"],
         correct=base["correct"],
+        metadata=np.array(json.dumps({"plan": "delta"})),
     )
 
 
@@ -52,6 +55,7 @@ def test_chunks_must_cover_each_unit_once(tmp_path):
     _write_chunk(tmp_path / "b.npz", [0], base)
     merged = load_chunks([tmp_path / "a.npz", tmp_path / "b.npz"])
     assert merged["units"].tolist() == [0, 1]
+    assert unit_table(merged, CLASSES).plan.tolist() == ["delta", "delta"]
     _write_chunk(tmp_path / "c.npz", [1], base)
     with pytest.raises(ValueError, match="exactly once"):
         load_chunks([tmp_path / "a.npz", tmp_path / "c.npz"])

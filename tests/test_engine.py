@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import synthetic_images
 from torch import nn
 
-from conftest import synthetic_images
 from unit_ablation.ablation import ablate_naive, ablate_units, count_changes
 from unit_ablation.basis import random_rotation
 from unit_ablation.engine import AblationEngine
@@ -53,6 +55,7 @@ def torchvision_model(name: str, size: int) -> nn.Module:
 TORCHVISION_CASES = [
     ("alexnet", "model.features.11", 64, "delta", "head-replay"),
     ("vgg11_bn", "model.features.27", 32, "delta", "head-replay"),
+    ("vgg11_bn", "model.features.25", 32, "delta", "head-replay"),  # pre-BN conv: chain has f(0) != 0
     ("resnet18", "model.layer4", 32, "closed-form", "closed-form"),
     ("resnet18", "model.layer3.1.bn2", 32, "head-replay", "head-replay"),  # residual side input
 ]
@@ -185,3 +188,29 @@ def test_memory_budget_sets_the_copies_per_pass_and_oom_halves_them(small_model,
     b, f = count_changes(intact, predictions, torch.from_numpy(labels), 10)
     np.testing.assert_array_equal(b.numpy(), reference.broken)
     np.testing.assert_array_equal(f.numpy(), reference.fixed)
+
+
+def test_fast_max_pool_is_exactly_max_pool():
+    from unit_ablation.graph_split import max_pool_2x2
+
+    x = torch.randn(3, 4, 7, 9)
+    assert torch.equal(max_pool_2x2(x), nn.functional.max_pool2d(x, 2))
+
+
+def test_benchmark_runs_and_reports_every_key(idx_folder, tmp_path):
+    from unit_ablation.bench import main
+    from unit_ablation.data import prepare_fashion_mnist
+
+    prepare_fashion_mnist(idx_folder, tmp_path / "d.npz", heldout_size=50, seed=0)
+    out = tmp_path / "bench.json"
+    code = main([
+        "--dataset", str(tmp_path / "d.npz"), "--checkpoint", str(tmp_path / "missing.pt"),
+        "--images", "60", "--naive-units", "2", "--threads", "1", "--output", str(out),
+    ])  # fmt: skip
+    result = json.loads(out.read_text())
+    keys = {"model", "layer", "plan", "units", "images", "naive_s", "naive_units_measured", "engine_s"}
+    keys |= {"speedup", "identical", "engine_gflop", "engine_gflops", "peak_gflops", "roofline_fraction"}
+    assert keys <= set(result)
+    assert result["identical"] is True and code == 0
+    assert result["plan"] == "delta" and result["units"] == 64 and result["images"] == 60
+    assert result["peak_gflops"] > 0 and result["engine_gflop"] > 0

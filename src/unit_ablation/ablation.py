@@ -43,6 +43,8 @@ class AblationCounts:
     n: np.ndarray
     correct: np.ndarray
     plan: str = "naive"
+    head_seconds: float = 0.0  # engine only: time on the ablated copies, trunk excluded
+    head_flops: float = 0.0  # engine only: Linear/Conv2d FLOPs executed on the ablated copies
 
 
 def choose_device(name: str = "auto") -> torch.device:
@@ -168,6 +170,8 @@ def ablate_units(
         np.bincount(labels, minlength=num_classes),
         correct.cpu().numpy(),
         plan=engine.plan,
+        head_seconds=engine.head_seconds,
+        head_flops=engine.executed_flops,
     )
 
 
@@ -185,7 +189,10 @@ def ablate_naive(
     device: str | torch.device = "cpu",
     mean_images: np.ndarray | None = None,
 ) -> AblationCounts:
-    """Reference: a full forward pass per unit, with a hook that ablates the layer's output."""
+    """Reference: a full forward pass per unit, with a hook that ablates the layer's output.
+
+    Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
+    """
     device = torch.device(device)
     model.eval().to(device)
     q = _rotation_tensor(rotation, device)
@@ -231,10 +238,12 @@ def ablate_chunk_to_file(
     threads: int = 1,
     mean_split: str | None = None,
     plan: str = "auto",
+    memory_mb: float | None = None,
 ) -> None:
     """Ablate one chunk of units of one (model, layer spec) and write the counts to .npz.
 
     With `value="mean"` each unit is set to its mean over the images of `mean_split`.
+    `plan` is "auto" (the engine's choice), a plan name, or "naive" (the reference).
     """
     torch.set_num_threads(max(1, threads))
     spec = parse_layer_spec(layer)
@@ -251,21 +260,21 @@ def ablate_chunk_to_file(
         threads,
     )
     start = time.monotonic()
-    counts = ablate_units(
-        model,
-        spec.layer,
-        dataset.images[eval_split],
-        dataset.labels[eval_split],
-        units,
-        dataset.num_classes,
+    common = dict(
         rotation=rotation,
         value=value,
         batch_size=batch_size,
-        units_per_pass=units_per_pass,
         device=torch_device,
         mean_images=None if mean_split is None else dataset.images[mean_split],
-        plan=plan,
     )
+    images, labels = dataset.images[eval_split], dataset.labels[eval_split]
+    if plan == "naive":
+        counts = ablate_naive(model, spec.layer, images, labels, units, dataset.num_classes, **common)
+    else:
+        counts = ablate_units(
+            model, spec.layer, images, labels, units, dataset.num_classes,
+            units_per_pass=units_per_pass, plan=plan, memory_budget_mb=memory_mb, **common,
+        )  # fmt: skip
     seconds = time.monotonic() - start
     metadata = {
         "plan": counts.plan,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +17,11 @@ log = logging.getLogger(__name__)
 
 def load_chunks(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
     """Concatenate chunk files, checking every unit appears exactly once and counts agree."""
-    units, broken, fixed = [], [], []
+    units, broken, fixed, plans = [], [], [], []
     n = correct = None
     for path in paths:
         with np.load(path, allow_pickle=False) as chunk:
+            plans.extend([json.loads(str(chunk["metadata"]))["plan"]] * len(chunk["units"]))
             units.append(chunk["units"])
             broken.append(chunk["broken"])
             fixed.append(chunk["fixed"])
@@ -40,6 +42,7 @@ def load_chunks(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
         "fixed": np.concatenate(fixed)[order],
         "n": n,
         "correct": correct,
+        "plan": np.array(plans)[order],
     }
 
 
@@ -87,6 +90,8 @@ def unit_table(
     )
     for tau in thresholds:
         table[f"n_classes_drop_ge_{tau:g}"] = (class_drop >= tau).sum(axis=1)
+    if "plan" in counts:
+        table["plan"] = counts["plan"]
     return table
 
 

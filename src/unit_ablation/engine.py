@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import torch
@@ -13,8 +14,8 @@ from unit_ablation.plans import (
     PlanParts,
     bytes_per_image,
     choose_plan,
-    delta_of_mixing,
     head_flops_per_copy,
+    mixed_after_ablation,
     repeat_batch,
 )
 
@@ -35,6 +36,10 @@ def memory_budget_bytes(device: torch.device, budget_mb: float | None) -> int:
 
 def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.cuda.OutOfMemoryError | MemoryError) or "out of memory" in str(error)
+
+
+def clones(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.clone() for t in tensors]
 
 
 def ablate_directions(
@@ -77,7 +82,8 @@ class AblationEngine:
         self.memory_budget_mb = memory_budget_mb
         self._copy_bytes: int | None = None
         self.flops_per_copy: float | None = None
-        self.executed_flops = 0.0
+        self.executed_flops = 0.0  # Linear/Conv2d FLOPs of the ablated copies
+        self.head_seconds = 0.0  # time spent on the ablated copies (not the trunk)
 
     def _group_size(self, activation: torch.Tensor, side: list[torch.Tensor], units: int) -> int:
         if self.units_per_pass is not None:
@@ -86,7 +92,7 @@ class AblationEngine:
             if self.plan == "head-replay":
                 self._copy_bytes = bytes_per_image(self.split.head, activation, *side)
             elif self.plan == "delta":
-                mixed = self.parts.mixing(self.parts.chain(activation[:1]))
+                mixed = self.parts.mixing(self.parts.chain(activation[:1].clone()))
                 self._copy_bytes = bytes_per_image(self.parts.tail, mixed, *side) + 4 * mixed.numel()
             else:
                 self._copy_bytes = 4 * self.parts.mixing.out_features
@@ -112,6 +118,7 @@ class AblationEngine:
         intact = context["intact_logits"].argmax(1)
         predictions = torch.empty(len(units), x.shape[0], dtype=torch.long, device=x.device)
         size = self._group_size(activation, side, len(units))
+        started = time.perf_counter()
         start = 0
         while start < len(units):
             group = units[start : start + size]
@@ -129,14 +136,20 @@ class AblationEngine:
             predictions[start : start + len(group)] = logits.argmax(-1).view(len(group), -1)
             self.executed_flops += self.flops_per_copy * len(group) * x.shape[0]
             start += len(group)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        self.head_seconds += time.perf_counter() - started
         return intact, predictions
 
     def _prepare(self, activation: torch.Tensor, side: list[torch.Tensor], values: torch.Tensor) -> dict:
+        # The head and tail may work in place (the model's own in-place ReLUs): values used again
+        # for the ablated copies are cloned before an intact pass.
         if self.plan == "head-replay":
-            return {"intact_logits": self.split.head(activation, *side)}
-        pooled = self.parts.chain(activation)
+            return {"intact_logits": self.split.head(activation.clone(), *clones(side))}
+        pooled = self.parts.chain(activation.clone())
         mixed = self.parts.mixing(pooled)
-        context = {"pooled": pooled, "mixed": mixed, "intact_logits": self.parts.tail(mixed, *side)}
+        intact_logits = self.parts.tail(mixed.clone(), *clones(side))
+        context = {"pooled": pooled, "mixed": mixed, "intact_logits": intact_logits}
         units = activation.shape[1]
         batch = activation.shape[0]
         if self.plan == "delta":
@@ -169,9 +182,7 @@ class AblationEngine:
             shift = context["coordinates"].index_select(1, index) - values.index_select(0, index)  # B x K
             columns = context["weight"].index_select(1, index)  # classes x K
             return context["intact_logits"].unsqueeze(0) - shift.T.unsqueeze(2) * columns.T.unsqueeze(1)
-        change = context["ablated_blocks"].index_select(1, index) - context["pooled_blocks"].index_select(
-            1, index
-        )
-        delta = delta_of_mixing(self.parts.mixing, change, group, activation.shape[1])
-        mixed = (context["mixed"].unsqueeze(0) + delta).flatten(0, 1)
-        return self.parts.tail(mixed, *repeat_batch(side, len(group)))
+        ablated = context["ablated_blocks"].index_select(1, index)
+        change = ablated - context["pooled_blocks"].index_select(1, index)
+        mixed = mixed_after_ablation(self.parts.mixing, context["mixed"], change, group, activation.shape[1])
+        return self.parts.tail(mixed.flatten(0, 1), *repeat_batch(side, len(group)))

@@ -48,7 +48,7 @@ def conv_block(in_channels: int, out_channels: int, batchnorm: bool) -> nn.Seque
     ]
     if batchnorm:
         layers.append(("bn", nn.BatchNorm2d(out_channels)))
-    layers.append(("relu", nn.ReLU(inplace=False)))
+    layers.append(("relu", nn.ReLU(inplace=True)))
     return nn.Sequential(OrderedDict(layers))
 
 
@@ -95,10 +95,10 @@ class FashionAlexNet(nn.Module):
                 [
                     ("drop6", nn.Dropout(dropout)),
                     ("fc6", nn.Linear(units["conv5"] * 3 * 3, fc_units)),
-                    ("relu6", nn.ReLU()),
+                    ("relu6", nn.ReLU(inplace=True)),
                     ("drop7", nn.Dropout(dropout)),
                     ("fc7", nn.Linear(fc_units, fc_units)),
-                    ("relu7", nn.ReLU()),
+                    ("relu7", nn.ReLU(inplace=True)),
                     ("fc8", nn.Linear(fc_units, num_classes)),
                 ]
             )

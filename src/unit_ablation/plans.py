@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from unit_ablation.graph_split import SplitModel, subgraph
+from unit_ablation.graph_split import SplitModel, max_pool_2x2, subgraph
 
 PLANS = ("closed-form", "delta", "head-replay")
 
@@ -33,7 +33,7 @@ _CHANNELWISE_MODULES = (
     nn.BatchNorm2d,
     *_IDENTITY_MODULES,
 )
-_RELU_FUNCTIONS = {torch.relu, F.relu}
+_CHANNELWISE_FUNCTIONS = {torch.relu, F.relu, max_pool_2x2}
 
 
 def _module(split: SplitModel, node: fx.Node) -> nn.Module | None:
@@ -64,7 +64,7 @@ def _is_channelwise(split: SplitModel, node: fx.Node) -> bool:
     module = _module(split, node)
     if isinstance(module, _CHANNELWISE_MODULES) or _is_flatten(split, node):
         return True
-    return node.op == "call_function" and node.target in _RELU_FUNCTIONS and len(node.args) == 1
+    return node.op == "call_function" and node.target in _CHANNELWISE_FUNCTIONS and len(node.args) == 1
 
 
 def _chain(split: SplitModel) -> tuple[list[fx.Node], fx.Node | None]:
@@ -137,9 +137,12 @@ def choose_plan(split: SplitModel, rotated: bool, requested: str = "auto") -> Pl
 
 
 def bytes_per_image(module: fx.GraphModule, *example: torch.Tensor) -> int:
-    """Upper bound on the bytes of all intermediate values of `module` for one image."""
+    """Upper bound on the bytes of all intermediate values of `module` for one image.
+
+    Runs `module` on clones: it may work in place.
+    """
     shapes = ShapeProp(module)
-    shapes.propagate(*[t[:1] for t in example])
+    shapes.propagate(*[t[:1].clone() for t in example])
     total = 0
     for node in module.graph.nodes:
         meta = node.meta.get("tensor_meta")
@@ -153,22 +156,28 @@ def repeat_batch(tensors: list[torch.Tensor], copies: int) -> list[torch.Tensor]
     return [t.repeat(copies, *([1] * (t.dim() - 1))) for t in tensors]
 
 
-def delta_of_mixing(
-    mixing: nn.Module, change: torch.Tensor, units: list[int], unit_count: int
+def mixed_after_ablation(
+    mixing: nn.Module, mixed: torch.Tensor, change: torch.Tensor, units: list[int], unit_count: int
 ) -> torch.Tensor:
-    """Change of the mixing layer's output (K x B x ...) from each unit's own input change.
+    """The mixing layer's output (K x B x ...) with each unit's own input change applied.
 
-    `change` is (B, K, ...): the K units' slices of the mixing layer's input change.
+    `mixed` is the intact output (B x ...); `change` is (B, K, ...): the K units' slices of the
+    mixing layer's input change. Linear: mixed + change_k W_k^T in one batched matmul.
     """
     index = torch.tensor(units, device=change.device)
+    count = len(units)
     if isinstance(mixing, nn.Linear):
-        weight = mixing.weight.view(mixing.out_features, unit_count, -1).index_select(1, index)
-        return torch.einsum("bks,oks->kbo", change.flatten(2), weight)
+        weight = mixing.weight.view(mixing.out_features, unit_count, -1).index_select(1, index)  # out x K x S
+        return torch.baddbmm(
+            mixed.unsqueeze(0).expand(count, -1, -1),
+            change.flatten(2).transpose(0, 1),  # K x B x S
+            weight.permute(1, 2, 0),  # K x S x out
+        )
     weight = mixing.weight.index_select(1, index)  # out x K x kh x kw
     grouped = weight.transpose(0, 1).reshape(-1, 1, *weight.shape[2:])  # (K * out) x 1 x kh x kw
-    out = F.conv2d(change, grouped, None, mixing.stride, mixing.padding, mixing.dilation, groups=len(units))
-    batch = change.shape[0]
-    return out.view(batch, len(units), mixing.out_channels, *out.shape[2:]).transpose(0, 1)
+    out = F.conv2d(change, grouped, None, mixing.stride, mixing.padding, mixing.dilation, groups=count)
+    delta = out.view(change.shape[0], count, mixing.out_channels, *out.shape[2:]).transpose(0, 1)
+    return mixed.unsqueeze(0) + delta
 
 
 def head_flops_per_copy(parts: PlanParts, split: SplitModel, activation: torch.Tensor, side: list) -> float:
@@ -176,10 +185,10 @@ def head_flops_per_copy(parts: PlanParts, split: SplitModel, activation: torch.T
     module = split.head if parts.name == "head-replay" else parts.tail
     if parts.name == "closed-form":
         return 2.0 * parts.mixing.out_features  # one column of W per copy
-    example = [activation[:1], *[s[:1] for s in side]]
+    example = [activation[:1].clone(), *[s[:1].clone() for s in side]]
     if parts.name == "delta":
         with torch.no_grad():
-            example = [parts.mixing(parts.chain(activation[:1])), *[s[:1] for s in side]]
+            example = [parts.mixing(parts.chain(activation[:1].clone())), *[s[:1].clone() for s in side]]
     flops = 0.0
     shapes = ShapeProp(module)
     shapes.propagate(*example)
@@ -197,6 +206,6 @@ def head_flops_per_copy(parts: PlanParts, split: SplitModel, activation: torch.T
             flops += 2.0 * mixing.out_features * mixing.in_features / activation.shape[1]
         else:
             with torch.no_grad():
-                out = mixing(parts.chain(activation[:1]))
+                out = mixing(parts.chain(activation[:1].clone()))
             flops += 2.0 * mixing.kernel_size[0] * mixing.kernel_size[1] * out.numel()
     return flops
