@@ -50,16 +50,17 @@ def ablate_directions(
     Canonical basis: channel u is set to values[u]. Rotated basis: the coordinate along
     direction q_u is replaced by values[u], i.e. a <- a - q_u (q_u^T a - values[u]).
     """
-    copies = activation.unsqueeze(0).repeat(len(units), *([1] * activation.dim()))
     if rotation is None:
+        copies = activation.unsqueeze(0).repeat(len(units), *([1] * activation.dim()))
         for k, unit in enumerate(units):
             copies[k, :, unit] = values[unit]
         return copies
     index = torch.tensor(units, device=activation.device)
     directions = rotation[:, index].T  # K x U
     spatial = [1] * (activation.dim() - 2)
-    projection = torch.einsum("kbu...,ku->kb...", copies, directions) - values[index].view(-1, 1, *spatial)
-    return copies - directions.view(len(units), 1, -1, *spatial) * projection.unsqueeze(2)
+    projection = torch.einsum("bu...,ku->kb...", activation, directions) - values[index].view(-1, 1, *spatial)
+    # one broadcast writes all K copies: a - q_k (q_k^T a - v_k)
+    return activation.unsqueeze(0) - directions.view(len(units), 1, -1, *spatial) * projection.unsqueeze(2)
 
 
 class AblationEngine:
