@@ -120,6 +120,13 @@ def ablation_values(
     raise ValueError(f"ablation value {value!r} not in {ABLATION_VALUES}")
 
 
+def use_exact_mode(device: torch.device) -> None:
+    """fp32 without TF32 on CUDA: the mode in which the engine matches the naive reference."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
 def _rotation_tensor(rotation: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
     return None if rotation is None else torch.from_numpy(rotation).float().to(device)
 
@@ -147,6 +154,7 @@ def ablate_units(
     `units_per_pass` fixes K, the ablated copies per pass; by default K follows the memory budget.
     """
     device = torch.device(device)
+    use_exact_mode(device)
     model.eval().to(device)
     q = _rotation_tensor(rotation, device)
     reference = images if mean_images is None else mean_images
@@ -194,6 +202,7 @@ def ablate_naive(
     Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
     """
     device = torch.device(device)
+    use_exact_mode(device)
     model.eval().to(device)
     q = _rotation_tensor(rotation, device)
     reference = images if mean_images is None else mean_images
