@@ -127,8 +127,14 @@ def use_exact_mode(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
-def _rotation_tensor(rotation: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
-    return None if rotation is None else torch.from_numpy(rotation).float().to(device)
+def _setup(model, layer, images, rotation, value, batch_size, device, mean_images):
+    """Shared by engine and reference: device in exact mode, model on it, rotation, ablation values."""
+    device = torch.device(device)
+    use_exact_mode(device)
+    model.eval().to(device)
+    q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
+    reference = images if mean_images is None else mean_images
+    return device, q, ablation_values(model, layer, reference, q, value, batch_size, device)
 
 
 @torch.no_grad()
@@ -153,12 +159,7 @@ def ablate_units(
     Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
     `units_per_pass` fixes K, the ablated copies per pass; by default K follows the memory budget.
     """
-    device = torch.device(device)
-    use_exact_mode(device)
-    model.eval().to(device)
-    q = _rotation_tensor(rotation, device)
-    reference = images if mean_images is None else mean_images
-    values = ablation_values(model, layer, reference, q, value, batch_size, device)
+    device, q, values = _setup(model, layer, images, rotation, value, batch_size, device, mean_images)
     engine = AblationEngine(model, layer, q, plan, units_per_pass, memory_budget_mb)
     broken = torch.zeros(len(units), num_classes, dtype=torch.long, device=device)
     fixed = torch.zeros_like(broken)
@@ -201,12 +202,7 @@ def ablate_naive(
 
     Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
     """
-    device = torch.device(device)
-    use_exact_mode(device)
-    model.eval().to(device)
-    q = _rotation_tensor(rotation, device)
-    reference = images if mean_images is None else mean_images
-    values = ablation_values(model, layer, reference, q, value, batch_size, device)
+    device, q, values = _setup(model, layer, images, rotation, value, batch_size, device, mean_images)
     module = resolve_layer(model, layer)
     x_all = torch.from_numpy(to_float(images)).to(device)
     y_all = torch.from_numpy(labels.astype(np.int64)).to(device)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -99,10 +98,6 @@ class AblationEngine:
                 self._copy_bytes = 4 * self.parts.mixing.out_features
         budget = memory_budget_bytes(activation.device, self.memory_budget_mb)
         return max(1, min(units, budget // max(1, self._copy_bytes * activation.shape[0])))
-
-    def _groups(self, units: list[int], size: int) -> Iterator[tuple[int, list[int]]]:
-        for start in range(0, len(units), size):
-            yield start, units[start : start + size]
 
     @torch.no_grad()
     def predictions(
