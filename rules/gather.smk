@@ -17,5 +17,6 @@ rule gather:
     threads: 1
     params:
         thresholds=[float(t) for t in config["analysis"]["damage_thresholds"]],
+        fdr_alpha=float(config["analysis"]["fdr_alpha"]),
     script:
         "../scripts/gather.py"

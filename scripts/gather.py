@@ -12,4 +12,5 @@ run_stage(
     classes_output=snakemake.output.classes,
     units_output=snakemake.output.units,
     thresholds=snakemake.params.thresholds,
+    fdr_alpha=snakemake.params.fdr_alpha,
 )

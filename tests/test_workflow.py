@@ -83,6 +83,9 @@ def test_counts_add_up_and_overall_is_the_weighted_class_drop(tiny_run, layer):
         weighted = classes.assign(w=classes.n * classes["drop"]).groupby("unit").w.sum() / TEST_SIZE
         np.testing.assert_allclose(units.set_index("unit").overall_drop, weighted, rtol=0, atol=1e-4)
         assert (classes.broken + classes.fixed).sum() > 0, "some ablation must change some prediction"
+        assert classes.mcnemar_p.between(0, 1).all() and (classes.q_value >= classes.mcnemar_p).all()
+        hurt_per_unit = classes.groupby("unit").hurt.sum()
+        np.testing.assert_array_equal(units.set_index("unit").n_classes_significantly_hurt, hurt_per_unit)
         # the ablation's intact model agrees with the accuracy measured after training (to one image)
         metadata = json.loads((tiny_run / "results" / "models" / f"{model}.json").read_text())
         intact_accuracy = 100.0 * classes[classes.unit == 0].correct_intact.sum() / TEST_SIZE

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from unit_ablation.io import write_tsv
 
@@ -46,14 +47,44 @@ def load_chunks(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
     }
 
 
-def class_table(counts: dict[str, np.ndarray], class_names: Sequence[str]) -> pd.DataFrame:
-    """One row per (unit, class): n, correct_intact, broken, fixed, drop (accuracy points)."""
+def mcnemar_exact_p(broken: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Two-sided exact McNemar p-value on the discordant pairs: binomial(broken + fixed, 1/2).
+
+    p = min(1, 2 P(X <= min(broken, fixed))); 1 when there is no discordant image.
+    """
+    broken, fixed = np.asarray(broken), np.asarray(fixed)
+    discordant = broken + fixed
+    tail = stats.binom.cdf(np.minimum(broken, fixed), np.maximum(discordant, 1), 0.5)
+    return np.where(discordant > 0, np.minimum(1.0, 2.0 * tail), 1.0)
+
+
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the input order."""
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    if p.size == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * p.size / np.arange(1, p.size + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    result = np.empty_like(p)
+    result[order] = np.minimum(adjusted, 1.0)
+    return result.reshape(np.shape(p_values))
+
+
+def class_table(
+    counts: dict[str, np.ndarray], class_names: Sequence[str], fdr_alpha: float = 0.05
+) -> pd.DataFrame:
+    """One row per (unit, class): n, correct_intact, broken, fixed, drop (accuracy points), and the
+    exact McNemar p-value, its Benjamini-Hochberg q-value over the layer, and `hurt` (q <= alpha
+    and more images broken than fixed)."""
     num_units, num_classes = counts["broken"].shape
     n = np.tile(counts["n"], num_units)
     broken = counts["broken"].ravel()
     fixed = counts["fixed"].ravel()
     with np.errstate(divide="ignore", invalid="ignore"):
         drop = np.where(n > 0, 100.0 * (broken - fixed) / n, 0.0)
+    p_values = mcnemar_exact_p(broken, fixed)
+    q_values = benjamini_hochberg(p_values)
     return pd.DataFrame(
         {
             "unit": np.repeat(counts["units"], num_classes),
@@ -63,14 +94,21 @@ def class_table(counts: dict[str, np.ndarray], class_names: Sequence[str]) -> pd
             "broken": broken,
             "fixed": fixed,
             "drop": drop,
+            "mcnemar_p": p_values,
+            "q_value": q_values,
+            "hurt": (q_values <= fdr_alpha) & (broken > fixed),
         }
     )
 
 
 def unit_table(
-    counts: dict[str, np.ndarray], class_names: Sequence[str], thresholds: Sequence[float] = (2, 5, 10)
+    counts: dict[str, np.ndarray],
+    class_names: Sequence[str],
+    thresholds: Sequence[float] = (2, 5, 10),
+    fdr_alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """One row per unit: overall, balanced, max-class and top-5 drops, classes above each threshold."""
+    """One row per unit: overall, balanced, max-class and top-5 drops, classes above each threshold,
+    and classes significantly hurt (McNemar, BH over the layer's unit-class pairs)."""
     n = counts["n"].astype(np.float64)
     net = (counts["broken"] - counts["fixed"]).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -90,6 +128,8 @@ def unit_table(
     )
     for tau in thresholds:
         table[f"n_classes_drop_ge_{tau:g}"] = (class_drop >= tau).sum(axis=1)
+    hurt = class_table(counts, class_names, fdr_alpha)["hurt"].to_numpy().reshape(net.shape)
+    table["n_classes_significantly_hurt"] = hurt.sum(axis=1)
     if "plan" in counts:
         table["plan"] = counts["plan"]
     return table
@@ -101,13 +141,14 @@ def gather_to_files(
     classes_output: str | Path,
     units_output: str | Path,
     thresholds: Sequence[float] = (2, 5, 10),
+    fdr_alpha: float = 0.05,
 ) -> None:
     """Write `{layer}.classes.tsv` and `{layer}.units.tsv` from the chunk files of one layer."""
     counts = load_chunks(chunk_paths)
     with np.load(class_names_source, allow_pickle=False) as archive:
         class_names = [str(name) for name in archive["class_names"]]
-    units = unit_table(counts, class_names, thresholds)
-    write_tsv(class_table(counts, class_names), classes_output)
+    units = unit_table(counts, class_names, thresholds, fdr_alpha)
+    write_tsv(class_table(counts, class_names, fdr_alpha), classes_output)
     write_tsv(units, units_output)
     log.info(
         "%d units: median overall drop %.3f, median max class drop %.2f points (max %.2f)",

@@ -113,6 +113,11 @@ def heatmap_figure(
         image = ax.imshow(matrix.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
         ax.set_xticks(range(len(class_order)), class_order, rotation=60, ha="right")
         ax.set_yticks(range(len(chosen)), [f"unit {u}" for u in chosen])
+        hurt = classes.pivot(index="unit", columns="class", values="hurt").loc[chosen, class_order].to_numpy()
+        rows, cols = np.nonzero(hurt.astype(bool))
+        ax.scatter(cols, rows, marker="*", s=40, color="black", label="significantly hurt (McNemar, BH)")
+        if len(rows):
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
         figure.colorbar(image, ax=ax, label="class accuracy drop (points)")
         ax.set_title(title)
         save_figure(figure, output, dpi)
