@@ -17,5 +17,7 @@ rule correlate:
     threads: 1
     params:
         layers=LAYER_SPECS,
+        resamples=int(config["correlation"]["bootstrap"]),
+        seed=int(config["correlation"]["seed"]),
     script:
         "../scripts/correlate.py"

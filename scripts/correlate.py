@@ -13,4 +13,6 @@ run_stage(
     damage_paths=snakemake.input.damage,
     class_damage_paths=snakemake.input.class_damage,
     output=snakemake.output[0],
+    resamples=snakemake.params.resamples,
+    seed=snakemake.params.seed,
 )

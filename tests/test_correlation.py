@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from unit_ablation.correlation import UNIT_ATTRIBUTES, correlate, layer_correlations
 
@@ -32,3 +33,28 @@ def test_layer_correlations_cover_every_attribute_and_damage():
     assert set(table.basis) == {"rotation2"} and set(table.layer) == {"conv5"}
     row = table[(table.attribute == "class_selectivity") & (table.damage == "overall_drop")].iloc[0]
     assert row.spearman_rho == pytest.approx(1.0) and row.pearson_r == pytest.approx(1.0)
+
+
+def test_spearman_with_ties_matches_scipy():
+    x = np.array([1, 2, 2, 3, 3, 3, 4, 5.0])
+    y = np.array([2, 1, 4, 3, 3, 5, 6, 6.0])
+    expected = stats.spearmanr(x, y)
+    result = correlate(x, y)
+    assert result["spearman_rho"] == pytest.approx(expected.statistic)
+    assert result["spearman_p"] == pytest.approx(expected.pvalue)
+
+
+def test_bootstrap_intervals_are_reproducible_and_bracket_the_estimate():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=60)
+    y = x + rng.normal(scale=1.0, size=60)
+    first = correlate(x, y, resamples=500, seed=3)
+    assert correlate(x, y, resamples=500, seed=3) == first
+    assert correlate(x, y, resamples=500, seed=4) != first
+    for name, estimate in (("spearman", first["spearman_rho"]), ("pearson", first["pearson_r"])):
+        assert first[f"{name}_ci_low"] < estimate < first[f"{name}_ci_high"]
+    wider = correlate(x[:15], y[:15], resamples=500, seed=3)
+    assert (
+        wider["spearman_ci_high"] - wider["spearman_ci_low"]
+        > first["spearman_ci_high"] - first["spearman_ci_low"]
+    )

@@ -140,3 +140,13 @@ def test_module_paths_name_layers_too(tmp_path):
     result = snakemake(tmp_path, "-n")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "features.conv5@rot0" in result.stdout
+
+
+def test_correlation_tables_have_bootstrap_intervals(tiny_run):
+    for model in MODELS:
+        table = pd.read_csv(tiny_run / "results" / model / "correlation.tsv", sep="\t")
+        assert set(table.layer_spec) == set(LAYERS)
+        defined = table.dropna(subset=["spearman_rho", "spearman_ci_low", "spearman_ci_high"])
+        assert len(defined) > 0
+        assert (defined.spearman_ci_low <= defined.spearman_ci_high).all()
+        assert defined.spearman_rho.between(-1, 1).all()

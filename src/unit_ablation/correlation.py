@@ -29,20 +29,56 @@ UNIT_DAMAGE: tuple[str, ...] = ("overall_drop", "max_class_drop", "top5_mean_dro
 PAIR_ATTRIBUTES: tuple[str, ...] = ("class_selectivity", "class_correlation")
 
 
-def correlate(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Spearman rho and Pearson r with two-sided p-values; NaN when either side is constant."""
+def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((a**2).sum(axis=1) * (b**2).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, (a * b).sum(axis=1) / denominator, np.nan)
+
+
+def bootstrap_intervals(
+    x: np.ndarray, y: np.ndarray, resamples: int, seed: int, level: float = 0.95
+) -> dict[str, float]:
+    """Percentile bootstrap CIs of Spearman rho and Pearson r, resampling units with replacement.
+
+    Resamples where either side is constant have no correlation and are left out.
+    """
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(x), size=(resamples, len(x)))
+    xs, ys = x[index], y[index]
+    pearson = _rowwise_pearson(xs, ys)
+    spearman = _rowwise_pearson(stats.rankdata(xs, axis=1), stats.rankdata(ys, axis=1))
+    tail = 100 * (1 - level) / 2
+    result = {}
+    for name, values in (("spearman", spearman), ("pearson", pearson)):
+        values = values[np.isfinite(values)]
+        low, high = np.percentile(values, [tail, 100 - tail]) if values.size else (np.nan, np.nan)
+        result[f"{name}_ci_low"], result[f"{name}_ci_high"] = float(low), float(high)
+    return result
+
+
+def correlate(x: np.ndarray, y: np.ndarray, resamples: int = 0, seed: int = 0) -> dict[str, float]:
+    """Spearman rho and Pearson r with two-sided p-values and (resamples > 0) bootstrap 95% CIs.
+
+    NaN when either side is constant.
+    """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    names = ("spearman_rho", "spearman_p", "pearson_r", "pearson_p")
+    interval_names = ("spearman_ci_low", "spearman_ci_high", "pearson_ci_low", "pearson_ci_high")
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        nan = float("nan")
-        return {"spearman_rho": nan, "spearman_p": nan, "pearson_r": nan, "pearson_p": nan}
+        return dict.fromkeys(names + (interval_names if resamples else ()), float("nan"))
     spearman = stats.spearmanr(x, y)
     pearson = stats.pearsonr(x, y)
-    return {
+    result = {
         "spearman_rho": float(spearman.statistic),
         "spearman_p": float(spearman.pvalue),
         "pearson_r": float(pearson.statistic),
         "pearson_p": float(pearson.pvalue),
     }
+    if resamples:
+        result.update(bootstrap_intervals(x, y, resamples, seed))
+    return result
 
 
 def layer_correlations(
@@ -51,8 +87,10 @@ def layer_correlations(
     damage: pd.DataFrame,
     class_attributes: pd.DataFrame | None = None,
     class_damage: pd.DataFrame | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Rows of (layer, basis, level, attribute, damage, n, spearman/pearson and p-values)."""
+    """Rows of (layer, basis, level, attribute, damage, n, spearman/pearson, p-values, bootstrap CIs)."""
     spec = parse_layer_spec(layer)
     merged = attributes.merge(damage, on="unit", validate="one_to_one")
     rows = []
@@ -64,7 +102,7 @@ def layer_correlations(
                     "attribute": attribute,
                     "damage": target,
                     "n": len(merged),
-                    **correlate(merged[attribute], merged[target]),
+                    **correlate(merged[attribute], merged[target], resamples, seed),
                 }
             )
     if class_attributes is not None and class_damage is not None:
@@ -76,7 +114,7 @@ def layer_correlations(
                     "attribute": attribute,
                     "damage": "class_drop",
                     "n": len(pairs),
-                    **correlate(pairs[attribute], pairs["drop"]),
+                    **correlate(pairs[attribute], pairs["drop"], resamples, seed),
                 }
             )
     table = pd.DataFrame(rows)
@@ -93,6 +131,8 @@ def correlate_to_file(
     damage_paths: Sequence[str | Path],
     class_damage_paths: Sequence[str | Path],
     output: str | Path,
+    resamples: int = 1000,
+    seed: int = 0,
 ) -> None:
     """One correlation table for a model, all its analysed layers side by side."""
     tables = []
@@ -105,6 +145,8 @@ def correlate_to_file(
             pd.read_csv(dmg, sep="\t"),
             pd.read_csv(class_attr, sep="\t"),
             pd.read_csv(class_dmg, sep="\t"),
+            resamples=resamples,
+            seed=seed,
         )
         row = table[
             (table.attribute == "class_selectivity") & (table.damage.isin(["overall_drop", "max_class_drop"]))
