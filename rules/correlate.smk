@@ -9,7 +9,8 @@ rule correlate:
             "results/{{model}}/ablation/{layer}.classes.tsv", layer=LAYER_SPECS
         ),
     output:
-        "results/{model}/correlation.tsv",
+        correlation="results/{model}/correlation.tsv",
+        agreement="results/{model}/agreement.tsv",
     log:
         "results/logs/correlate/{model}.log",
     conda:
@@ -19,5 +20,6 @@ rule correlate:
         layers=LAYER_SPECS,
         resamples=int(config["correlation"]["bootstrap"]),
         seed=int(config["correlation"]["seed"]),
+        permutations=int(config["correlation"]["permutations"]),
     script:
         "../scripts/correlate.py"

@@ -12,7 +12,9 @@ run_stage(
     class_attribute_paths=snakemake.input.class_attributes,
     damage_paths=snakemake.input.damage,
     class_damage_paths=snakemake.input.class_damage,
-    output=snakemake.output[0],
+    output=snakemake.output.correlation,
+    agreement_output=snakemake.output.agreement,
     resamples=snakemake.params.resamples,
     seed=snakemake.params.seed,
+    permutations=snakemake.params.permutations,
 )

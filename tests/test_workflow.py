@@ -53,6 +53,7 @@ def test_every_contract_file_exists(tiny_run):
     expected = ["report.html", "summary.tsv", "figures/overall_vs_max_class_drop.png"]
     for model in MODELS:
         expected += [f"models/{model}.pt", f"models/{model}.json", f"{model}/correlation.tsv"]
+        expected += [f"{model}/agreement.tsv"]
         for layer in LAYERS:
             expected += [
                 f"{model}/ablation/{layer}.classes.tsv",
@@ -150,3 +151,13 @@ def test_correlation_tables_have_bootstrap_intervals(tiny_run):
         assert len(defined) > 0
         assert (defined.spearman_ci_low <= defined.spearman_ci_high).all()
         assert defined.spearman_rho.between(-1, 1).all()
+
+
+def test_agreement_tables_cover_every_layer(tiny_run):
+    for model in MODELS:
+        table = pd.read_csv(tiny_run / "results" / model / "agreement.tsv", sep="\t")
+        assert table.layer_spec.tolist() == LAYERS
+        used = table[table.units_used > 0]
+        assert len(used) > 0
+        assert used.top1_share.between(0, 1).all() and (used.top5_share >= used.top1_share).all()
+        assert used.top1_p.between(0, 1).all()

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from unit_ablation.agreement import layer_agreement
 from unit_ablation.io import write_tsv
 from unit_ablation.layers import parse_layer_spec
 
@@ -131,23 +132,29 @@ def correlate_to_file(
     damage_paths: Sequence[str | Path],
     class_damage_paths: Sequence[str | Path],
     output: str | Path,
+    agreement_output: str | Path,
     resamples: int = 1000,
     seed: int = 0,
+    permutations: int = 1000,
 ) -> None:
-    """One correlation table for a model, all its analysed layers side by side."""
-    tables = []
+    """A model's correlation table and its selective-vs-damaged class agreement table, all its
+    analysed layers side by side."""
+    tables, agreements = [], []
     for layer, attr, class_attr, dmg, class_dmg in zip(
         layers, attribute_paths, class_attribute_paths, damage_paths, class_damage_paths, strict=True
     ):
+        class_attributes = pd.read_csv(class_attr, sep="\t")
+        class_damage = pd.read_csv(class_dmg, sep="\t")
         table = layer_correlations(
             layer,
             pd.read_csv(attr, sep="\t"),
             pd.read_csv(dmg, sep="\t"),
-            pd.read_csv(class_attr, sep="\t"),
-            pd.read_csv(class_dmg, sep="\t"),
+            class_attributes,
+            class_damage,
             resamples=resamples,
             seed=seed,
         )
+        agreements.append(layer_agreement(layer, class_attributes, class_damage, permutations, seed))
         row = table[
             (table.attribute == "class_selectivity") & (table.damage.isin(["overall_drop", "max_class_drop"]))
         ]
@@ -157,3 +164,4 @@ def correlate_to_file(
             )
         tables.append(table)
     write_tsv(pd.concat(tables, ignore_index=True), output)
+    write_tsv(pd.DataFrame(agreements), agreement_output)
