@@ -135,7 +135,10 @@ def all_targets():
         "results/figures/overall_vs_max_class_drop.png",
     ]
     for model in MODELS:
-        targets.append(f"results/{model}/correlation.tsv")
+        targets += [
+            f"results/{model}/correlation.tsv",
+            f"results/{model}/agreement.tsv",
+        ]
     for model, layer in model_and_layer_pairs():
         targets += [
             f"results/figures/{model}.{layer}.attributes.png",

@@ -10,6 +10,9 @@ rule summarize:
         correlations=[
             f"results/{model}/correlation.tsv" for model, _ in model_and_layer_pairs()
         ],
+        agreement=[
+            f"results/{model}/agreement.tsv" for model, _ in model_and_layer_pairs()
+        ],
     output:
         report(
             "results/summary.tsv",

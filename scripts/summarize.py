@@ -11,5 +11,6 @@ run_stage(
     model_metadata_paths=snakemake.input.metadata,
     unit_damage_paths=snakemake.input.damage,
     correlation_paths=snakemake.input.correlations,
+    agreement_paths=snakemake.input.agreement,
     output=snakemake.output[0],
 )

@@ -12,8 +12,10 @@ from unit_ablation.io import write_tsv
 from unit_ablation.layers import parse_layer_spec
 
 
-def summary_row(model_meta: dict, layer: str, units: pd.DataFrame, correlations: pd.DataFrame) -> dict:
-    """Accuracy, damage distribution and selectivity correlations of one (model, layer spec)."""
+def summary_row(
+    model_meta: dict, layer: str, units: pd.DataFrame, correlations: pd.DataFrame, agreement: pd.DataFrame
+) -> dict:
+    """Accuracy, damage, selectivity correlations and class agreement of one (model, layer spec)."""
     spec = parse_layer_spec(layer)
 
     def rho(target: str) -> float:
@@ -39,6 +41,11 @@ def summary_row(model_meta: dict, layer: str, units: pd.DataFrame, correlations:
         "units_with_class_drop_ge_5": int((units.max_class_drop >= 5).sum()),
         "rho_selectivity_overall": rho("overall_drop"),
         "rho_selectivity_max_class": rho("max_class_drop"),
+        "units_significantly_hurting_a_class": int((units.n_classes_significantly_hurt > 0).sum()),
+        **{
+            key: agreement.set_index("layer_spec").loc[layer, key]
+            for key in ("top1_share", "top1_chance", "top1_p", "top5_share", "top5_chance")
+        },
     }
 
 
@@ -47,15 +54,15 @@ def summarize_to_file(
     model_metadata_paths: Sequence[str | Path],
     unit_damage_paths: Sequence[str | Path],
     correlation_paths: Sequence[str | Path],
+    agreement_paths: Sequence[str | Path],
     output: str | Path,
 ) -> None:
     """Write results/summary.tsv from every (model, layer) entry's tables."""
     rows = []
-    for (_model, layer), meta_path, units_path, corr_path in zip(
-        entries, model_metadata_paths, unit_damage_paths, correlation_paths, strict=True
+    for (_model, layer), meta_path, units_path, corr_path, agreement_path in zip(
+        entries, model_metadata_paths, unit_damage_paths, correlation_paths, agreement_paths, strict=True
     ):
         meta = json.loads(Path(meta_path).read_text())
-        rows.append(
-            summary_row(meta, layer, pd.read_csv(units_path, sep="\t"), pd.read_csv(corr_path, sep="\t"))
-        )
+        tables = [pd.read_csv(path, sep="\t") for path in (units_path, corr_path, agreement_path)]
+        rows.append(summary_row(meta, layer, *tables))
     write_tsv(pd.DataFrame(rows), output)
