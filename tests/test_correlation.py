@@ -58,3 +58,15 @@ def test_bootstrap_intervals_are_reproducible_and_bracket_the_estimate():
         wider["spearman_ci_high"] - wider["spearman_ci_low"]
         > first["spearman_ci_high"] - first["spearman_ci_low"]
     )
+
+
+def test_cluster_bootstrap_resamples_whole_units():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=30), rng.normal(size=30)
+    per_unit = correlate(x, y, resamples=300, seed=5)
+    # each unit's row repeated for 4 classes: resampling whole units gives the unit-level intervals
+    blocks = correlate(np.repeat(x, 4), np.repeat(y, 4), resamples=300, seed=5, cluster_size=4)
+    for key in ("spearman_ci_low", "spearman_ci_high", "pearson_ci_low", "pearson_ci_high"):
+        assert blocks[key] == pytest.approx(per_unit[key])
+    with pytest.raises(ValueError, match="blocks of 7"):
+        correlate(np.arange(30.0), y, resamples=10, cluster_size=7)

@@ -39,14 +39,20 @@ def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_intervals(
-    x: np.ndarray, y: np.ndarray, resamples: int, seed: int, level: float = 0.95
+    x: np.ndarray, y: np.ndarray, resamples: int, seed: int, level: float = 0.95, cluster_size: int = 1
 ) -> dict[str, float]:
     """Percentile bootstrap CIs of Spearman rho and Pearson r, resampling units with replacement.
 
-    Resamples where either side is constant have no correlation and are left out.
+    With `cluster_size` > 1 the rows come in contiguous blocks of that size (one block per unit,
+    e.g. its classes) and whole blocks are resampled. Resamples where either side is constant have
+    no correlation and are left out.
     """
+    if len(x) % cluster_size:
+        raise ValueError(f"{len(x)} rows do not split into blocks of {cluster_size}")
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(x), size=(resamples, len(x)))
+    clusters = len(x) // cluster_size
+    picked = rng.integers(0, clusters, size=(resamples, clusters))
+    index = (picked[:, :, None] * cluster_size + np.arange(cluster_size)).reshape(resamples, -1)
     xs, ys = x[index], y[index]
     pearson = _rowwise_pearson(xs, ys)
     spearman = _rowwise_pearson(stats.rankdata(xs, axis=1), stats.rankdata(ys, axis=1))
@@ -59,10 +65,11 @@ def bootstrap_intervals(
     return result
 
 
-def correlate(x: np.ndarray, y: np.ndarray, resamples: int = 0, seed: int = 0) -> dict[str, float]:
-    """Spearman rho and Pearson r with two-sided p-values and (resamples > 0) bootstrap 95% CIs.
-
-    NaN when either side is constant.
+def correlate(
+    x: np.ndarray, y: np.ndarray, resamples: int = 0, seed: int = 0, cluster_size: int = 1
+) -> dict[str, float]:
+    """Spearman rho and Pearson r with two-sided p-values and (resamples > 0) bootstrap 95% CIs
+    (over blocks of `cluster_size` rows, see `bootstrap_intervals`). NaN when either side is constant.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     names = ("spearman_rho", "spearman_p", "pearson_r", "pearson_p")
@@ -78,7 +85,7 @@ def correlate(x: np.ndarray, y: np.ndarray, resamples: int = 0, seed: int = 0) -
         "pearson_p": float(pearson.pvalue),
     }
     if resamples:
-        result.update(bootstrap_intervals(x, y, resamples, seed))
+        result.update(bootstrap_intervals(x, y, resamples, seed, cluster_size=cluster_size))
     return result
 
 
@@ -108,6 +115,8 @@ def layer_correlations(
             )
     if class_attributes is not None and class_damage is not None:
         pairs = class_attributes.merge(class_damage, on=["unit", "class"], validate="one_to_one")
+        pairs = pairs.sort_values(["unit", "class_index"], kind="stable")  # one block of classes per unit
+        classes = pairs["class"].nunique()
         for attribute in PAIR_ATTRIBUTES:
             rows.append(
                 {
@@ -115,7 +124,7 @@ def layer_correlations(
                     "attribute": attribute,
                     "damage": "class_drop",
                     "n": len(pairs),
-                    **correlate(pairs[attribute], pairs["drop"], resamples, seed),
+                    **correlate(pairs[attribute], pairs["drop"], resamples, seed, cluster_size=classes),
                 }
             )
     table = pd.DataFrame(rows)
