@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from unit_ablation.basis import basis_matrix, to_basis
 from unit_ablation.data import load_dataset, to_float
+from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import atomic_path
 from unit_ablation.layers import parse_layer_spec
-from unit_ablation.models import FashionAlexNet, load_model
+from unit_ablation.models import load_model
 from unit_ablation.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -20,22 +22,25 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def layer_statistics(
-    model: FashionAlexNet,
+    model: nn.Module,
     layer: str,
     images: np.ndarray,
     rotation: np.ndarray | None = None,
     batch_size: int = 1000,
     label: str = "",
 ) -> dict[str, np.ndarray]:
-    """Per image and unit: spatial mean, spatial max and fraction of zero positions; plus logits."""
-    model.eval()
+    """Per image and unit: spatial mean, spatial max and fraction of zero positions; plus logits.
+
+    Uses the same trunk/head split as the ablation engine, so any fx-traceable model works.
+    """
+    split = split_model(model.eval(), layer)
     q = None if rotation is None else torch.from_numpy(rotation).float()
     outputs: dict[str, list[np.ndarray]] = {"mean": [], "max": [], "zero_fraction": [], "logits": []}
     progress = Progress(log, f"extract {label}".strip(), len(images), "images")
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(to_float(images[start : start + batch_size]))
-        activation = model.forward_to(layer, x)
-        logits = model.forward_from(layer, activation)
+        activation, side = run_trunk(split, x)
+        logits = split.head(activation.clone(), *side)  # the head may work in place
         z = to_basis(activation, q).flatten(2)
         outputs["mean"].append(z.mean(2).numpy())
         outputs["max"].append(z.amax(2).numpy())

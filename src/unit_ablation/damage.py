@@ -71,6 +71,15 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     return result.reshape(np.shape(p_values))
 
 
+def significance(
+    broken: np.ndarray, fixed: np.ndarray, fdr_alpha: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """McNemar p-values, BH q-values over all given pairs, and `hurt` (q <= alpha, broken > fixed)."""
+    p_values = mcnemar_exact_p(broken, fixed)
+    q_values = benjamini_hochberg(p_values)
+    return p_values, q_values, (q_values <= fdr_alpha) & (broken > fixed)
+
+
 def class_table(
     counts: dict[str, np.ndarray], class_names: Sequence[str], fdr_alpha: float = 0.05
 ) -> pd.DataFrame:
@@ -83,8 +92,7 @@ def class_table(
     fixed = counts["fixed"].ravel()
     with np.errstate(divide="ignore", invalid="ignore"):
         drop = np.where(n > 0, 100.0 * (broken - fixed) / n, 0.0)
-    p_values = mcnemar_exact_p(broken, fixed)
-    q_values = benjamini_hochberg(p_values)
+    p_values, q_values, hurt = significance(broken, fixed, fdr_alpha)
     return pd.DataFrame(
         {
             "unit": np.repeat(counts["units"], num_classes),
@@ -96,7 +104,7 @@ def class_table(
             "drop": drop,
             "mcnemar_p": p_values,
             "q_value": q_values,
-            "hurt": (q_values <= fdr_alpha) & (broken > fixed),
+            "hurt": hurt,
         }
     )
 
@@ -128,8 +136,8 @@ def unit_table(
     )
     for tau in thresholds:
         table[f"n_classes_drop_ge_{tau:g}"] = (class_drop >= tau).sum(axis=1)
-    hurt = class_table(counts, class_names, fdr_alpha)["hurt"].to_numpy().reshape(net.shape)
-    table["n_classes_significantly_hurt"] = hurt.sum(axis=1)
+    hurt = significance(counts["broken"].ravel(), counts["fixed"].ravel(), fdr_alpha)[2]
+    table["n_classes_significantly_hurt"] = hurt.reshape(net.shape).sum(axis=1)
     if "plan" in counts:
         table["plan"] = counts["plan"]
     return table
