@@ -16,6 +16,7 @@ from unit_ablation.plans import (
     head_flops_per_copy,
     mixed_after_ablation,
     repeat_batch,
+    rotated_weight,
 )
 
 log = logging.getLogger(__name__)
@@ -151,8 +152,12 @@ class AblationEngine:
         if self.plan == "delta":
             constant = values.view(1, -1, *([1] * (activation.dim() - 2))).expand(1, *activation.shape[1:])
             ablated = self.parts.chain(constant.contiguous())  # chain(f(v)) per channel, f(0) may be != 0
-            context["pooled_blocks"] = pooled.reshape(batch, units, *self._block_shape(pooled, units))
+            blocks = pooled.reshape(batch, units, *self._block_shape(pooled, units))
             context["ablated_blocks"] = ablated.reshape(1, units, *self._block_shape(pooled, units))
+            if self.rotation is not None:  # coordinates q_j^T chain(a) and columns W q_j
+                blocks = torch.einsum("bu...,uk->bk...", blocks, self.rotation)
+                context["weight"] = rotated_weight(self.parts.mixing, self.rotation)
+            context["pooled_blocks"] = blocks
         elif self.rotation is not None:
             context["coordinates"] = pooled @ self.rotation  # z = Q^T g per image
             context["weight"] = self.parts.mixing.weight @ self.rotation  # columns W q_j
@@ -180,5 +185,7 @@ class AblationEngine:
             return context["intact_logits"].unsqueeze(0) - shift.T.unsqueeze(2) * columns.T.unsqueeze(1)
         ablated = context["ablated_blocks"].index_select(1, index)
         change = ablated - context["pooled_blocks"].index_select(1, index)
-        mixed = mixed_after_ablation(self.parts.mixing, context["mixed"], change, group, activation.shape[1])
+        mixed = mixed_after_ablation(
+            self.parts.mixing, context["mixed"], change, group, activation.shape[1], context.get("weight")
+        )
         return self.parts.tail(mixed.flatten(0, 1), *repeat_batch(side, len(group)))

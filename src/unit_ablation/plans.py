@@ -6,7 +6,10 @@
 - `delta`: only channel-wise ops (ReLU, pooling, eval BatchNorm, dropout, flatten) lie between
   the ablation point and the first mixing layer (Linear or Conv2d), as for AlexNet conv5. The
   mixing layer's output changes by W applied to the ablated channel's own change, which is
-  cheap; only the rest of the network is replayed. Canonical basis only.
+  cheap; only the rest of the network is replayed. In a rotated basis the same holds with the
+  columns W q_j and the coordinates q_j^T a, provided every op of the chain is linear and treats
+  all channels alike (identity, dropout, average pooling, flatten), so that it commutes with Q:
+  conv3 -> conv4 of the built-in CNN, not conv5 -> max-pool.
 - `head-replay`: anything else. The rest of the network runs on K ablated copies at once.
 """
 
@@ -58,6 +61,14 @@ def _is_identity(split: SplitModel, node: fx.Node) -> bool:
 def _is_global_average_pool(split: SplitModel, node: fx.Node) -> bool:
     module = _module(split, node)
     return isinstance(module, nn.AdaptiveAvgPool2d) and module.output_size in (1, (1, 1))
+
+
+def _commutes_with_rotation(split: SplitModel, node: fx.Node) -> bool:
+    """Linear and the same for every channel: chain(a - q z) = chain(a) - q chain(z)."""
+    module = _module(split, node)
+    return isinstance(module, (*_IDENTITY_MODULES, nn.AvgPool2d, nn.AdaptiveAvgPool2d)) or _is_flatten(
+        split, node
+    )
 
 
 def _is_channelwise(split: SplitModel, node: fx.Node) -> bool:
@@ -126,7 +137,7 @@ def choose_plan(split: SplitModel, rotated: bool, requested: str = "auto") -> Pl
         )
         if closed:
             parts["closed-form"] = PlanParts("closed-form", chain_module, mixing, tail)
-        if not rotated:
+        if not rotated or all(_commutes_with_rotation(split, n) for n in chain):
             parts["delta"] = PlanParts("delta", chain_module, mixing, tail)
     parts["head-replay"] = PlanParts("head-replay")
     if requested == "auto":
@@ -156,24 +167,40 @@ def repeat_batch(tensors: list[torch.Tensor], copies: int) -> list[torch.Tensor]
     return [t.repeat(copies, *([1] * (t.dim() - 1))) for t in tensors]
 
 
+def rotated_weight(mixing: nn.Module, rotation: torch.Tensor) -> torch.Tensor:
+    """The mixing layer's weight with its input channels in the rotated basis (columns W q_j)."""
+    weight = mixing.weight
+    if isinstance(mixing, nn.Linear):  # flattened channel-major input: out x (U * S)
+        blocks = weight.view(weight.shape[0], rotation.shape[0], -1)
+        return torch.einsum("ous,uk->oks", blocks, rotation).reshape(weight.shape)
+    return torch.einsum("ou...,uk->ok...", weight, rotation)
+
+
 def mixed_after_ablation(
-    mixing: nn.Module, mixed: torch.Tensor, change: torch.Tensor, units: list[int], unit_count: int
+    mixing: nn.Module,
+    mixed: torch.Tensor,
+    change: torch.Tensor,
+    units: list[int],
+    unit_count: int,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The mixing layer's output (K x B x ...) with each unit's own input change applied.
 
     `mixed` is the intact output (B x ...); `change` is (B, K, ...): the K units' slices of the
     mixing layer's input change. Linear: mixed + change_k W_k^T in one batched matmul.
+    `weight` replaces the layer's own weight (the rotated one, see `rotated_weight`).
     """
+    weight = mixing.weight if weight is None else weight
     index = torch.tensor(units, device=change.device)
     count = len(units)
     if isinstance(mixing, nn.Linear):
-        weight = mixing.weight.view(mixing.out_features, unit_count, -1).index_select(1, index)  # out x K x S
+        weight = weight.view(mixing.out_features, unit_count, -1).index_select(1, index)  # out x K x S
         return torch.baddbmm(
             mixed.unsqueeze(0).expand(count, -1, -1),
             change.flatten(2).transpose(0, 1),  # K x B x S
             weight.permute(1, 2, 0),  # K x S x out
         )
-    weight = mixing.weight.index_select(1, index)  # out x K x kh x kw
+    weight = weight.index_select(1, index)  # out x K x kh x kw
     grouped = weight.transpose(0, 1).reshape(-1, 1, *weight.shape[2:])  # (K * out) x 1 x kh x kw
     out = F.conv2d(change, grouped, None, mixing.stride, mixing.padding, mixing.dilation, groups=count)
     delta = out.view(change.shape[0], count, mixing.out_channels, *out.shape[2:]).transpose(0, 1)
