@@ -92,6 +92,55 @@ for _spec in LAYER_SPECS:
     unit_count(_spec)  # rejects unknown layers before any job runs
 
 
+def cumulative_layers():
+    """Canonical analysed layers that get cumulative ablation curves."""
+    layers = config["cumulative"]["layers"]
+    for layer in layers:
+        if layer not in config["analysis"]["layers"]:
+            raise WorkflowError(
+                f"cumulative.layers: {layer!r} is not in analysis.layers {config['analysis']['layers']}"
+                " (cumulative ablation ranks units by their single-unit class drops)"
+            )
+    return list(layers)
+
+
+CUMULATIVE_LAYERS = cumulative_layers()
+
+
+def cumulative_tables():
+    return [
+        f"results/{model}/cumulative/{layer}.tsv"
+        for model in MODELS
+        for layer in CUMULATIVE_LAYERS
+    ]
+
+
+def concept_index():
+    """The Broden index.csv when concept IoU is on (an input: a new index reruns the jobs), else []."""
+    root = config["concepts"]["root"]
+    if root is None:
+        return []
+    index = Path(root) / "index.csv"
+    if not index.exists():
+        raise WorkflowError(
+            f"concepts.root: {root!r} has no index.csv (expected Network Dissection's Broden layout:"
+            " index.csv, label.csv, images/)"
+        )
+    return str(index)
+
+
+def concept_tables(model):
+    """Per layer spec of a model, its concept IoU table; [] when concept IoU is off."""
+    if config["concepts"]["root"] is None:
+        return []
+    return [f"results/{model}/concepts/{layer}.tsv" for layer in LAYER_SPECS]
+
+
+def claim_criteria():
+    """Config `claims` as plain floats (what counts as support in summary.md)."""
+    return {key: float(value) for key, value in config["claims"].items()}
+
+
 def model_and_layer_pairs():
     return [(model, layer) for model in MODELS for layer in LAYER_SPECS]
 
@@ -132,6 +181,7 @@ def optional_int(value):
 def all_targets():
     targets = [
         "results/summary.tsv",
+        "results/summary.md",
         "results/figures/overall_vs_max_class_drop.png",
     ]
     for model in MODELS:
@@ -139,6 +189,7 @@ def all_targets():
             f"results/{model}/correlation.tsv",
             f"results/{model}/agreement.tsv",
         ]
+    targets += cumulative_tables()
     for model, layer in model_and_layer_pairs():
         targets += [
             f"results/figures/{model}.{layer}.attributes.png",

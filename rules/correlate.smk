@@ -8,6 +8,7 @@ rule correlate:
         class_damage=expand(
             "results/{{model}}/ablation/{layer}.classes.tsv", layer=LAYER_SPECS
         ),
+        concepts=lambda wildcards: concept_tables(wildcards.model),
     output:
         correlation="results/{model}/correlation.tsv",
         agreement="results/{model}/agreement.tsv",

@@ -13,10 +13,21 @@ rule summarize:
         agreement=[
             f"results/{model}/agreement.tsv" for model, _ in model_and_layer_pairs()
         ],
+        cumulative=cumulative_tables(),
     output:
-        report(
+        table=report(
             "results/summary.tsv",
             caption="../report/summary.rst",
+            category="Summary",
+        ),
+        markdown=report(
+            "results/summary.md",
+            caption="../report/claims.rst",
+            category="Summary",
+        ),
+        seeds=report(
+            "results/correlation_seeds.tsv",
+            caption="../report/seeds.rst",
             category="Summary",
         ),
     log:
@@ -26,5 +37,9 @@ rule summarize:
     threads: 1
     params:
         entries=[[model, layer] for model, layer in model_and_layer_pairs()],
+        reference_variant=next(iter(config["variants"])),
+        criteria=claim_criteria(),
+        resamples=int(config["correlation"]["bootstrap"]),
+        seed=int(config["correlation"]["seed"]),
     script:
         "../scripts/summarize.py"

@@ -17,4 +17,5 @@ run_stage(
     resamples=snakemake.params.resamples,
     seed=snakemake.params.seed,
     permutations=snakemake.params.permutations,
+    concept_paths=snakemake.input.concepts or None,
 )

@@ -2,6 +2,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
 from unit_ablation.glue import run_stage
+from unit_ablation.claims import Criteria
 from unit_ablation.summary import summarize_to_file
 
 run_stage(
@@ -12,5 +13,14 @@ run_stage(
     unit_damage_paths=snakemake.input.damage,
     correlation_paths=snakemake.input.correlations,
     agreement_paths=snakemake.input.agreement,
-    output=snakemake.output[0],
+    output=snakemake.output.table,
+    markdown_output=snakemake.output.markdown,
+    seeds_output=snakemake.output.seeds,
+    cumulative_paths=snakemake.input.cumulative,
+    reference_variant=snakemake.params.reference_variant,
+    criteria=Criteria(
+        **snakemake.params.criteria,
+        resamples=snakemake.params.resamples,
+        seed=snakemake.params.seed,
+    ),
 )

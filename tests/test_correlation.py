@@ -70,3 +70,60 @@ def test_cluster_bootstrap_resamples_whole_units():
         assert blocks[key] == pytest.approx(per_unit[key])
     with pytest.raises(ValueError, match="blocks of 7"):
         correlate(np.arange(30.0), y, resamples=10, cluster_size=7)
+
+
+def test_concept_iou_joins_the_unit_attributes_when_configured(tmp_path):
+    from unit_ablation.correlation import correlate_to_file
+
+    rng = np.random.default_rng(7)
+    units, classes = 12, ["a", "b", "c"]
+    attributes = pd.DataFrame({"unit": range(units), **{name: rng.random(units) for name in UNIT_ATTRIBUTES}})
+    damage = pd.DataFrame(
+        {"unit": range(units), **{name: rng.random(units) for name in ("overall_drop", "max_class_drop")}}
+    ).assign(top5_mean_drop=rng.random(units))
+    pairs = [(u, k, name) for u in range(units) for k, name in enumerate(classes)]
+    class_attributes = pd.DataFrame(
+        {
+            "unit": [p[0] for p in pairs],
+            "class_index": [p[1] for p in pairs],
+            "class": [p[2] for p in pairs],
+            "class_mean": rng.random(len(pairs)),
+            "class_selectivity": rng.random(len(pairs)),
+            "class_correlation": rng.random(len(pairs)),
+        }
+    )
+    class_damage = pd.DataFrame({"unit": class_attributes.unit, "class": class_attributes["class"]})
+    class_damage["drop"] = rng.random(len(pairs))
+    concepts = pd.DataFrame({"unit": range(units), "concept": "sky", "category": "object"})
+    concepts["iou"] = rng.random(units)
+    paths = {}
+    for name, table in [
+        ("attr", attributes),
+        ("dmg", damage),
+        ("class_attr", class_attributes),
+        ("class_dmg", class_damage),
+        ("concepts", concepts),
+    ]:
+        paths[name] = tmp_path / f"{name}.tsv"
+        table.to_csv(paths[name], sep="\t", index=False)
+    common = dict(
+        layers=["conv5"],
+        attribute_paths=[paths["attr"]],
+        class_attribute_paths=[paths["class_attr"]],
+        damage_paths=[paths["dmg"]],
+        class_damage_paths=[paths["class_dmg"]],
+        agreement_output=tmp_path / "agreement.tsv",
+        resamples=0,
+        permutations=10,
+    )
+    correlate_to_file(output=tmp_path / "plain.tsv", **common)
+    correlate_to_file(output=tmp_path / "with.tsv", concept_paths=[paths["concepts"]], **common)
+    plain = pd.read_csv(tmp_path / "plain.tsv", sep="\t")
+    with_concepts = pd.read_csv(tmp_path / "with.tsv", sep="\t")
+    assert "concept_iou" not in set(plain.attribute)
+    row = with_concepts[
+        (with_concepts.attribute == "concept_iou") & (with_concepts.damage == "max_class_drop")
+    ]
+    expected = stats.spearmanr(concepts.iou, damage.max_class_drop).statistic
+    assert row.spearman_rho.iloc[0] == pytest.approx(expected)
+    assert len(with_concepts) == len(plain) + 3

@@ -37,6 +37,19 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
+def scheduled_jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a (dry) run's output."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:")) + 3
+    counts = {}
+    for line in lines[start:]:
+        name, count = line.split()
+        if name == "total":
+            return counts
+        counts[name] = int(count)
+    raise AssertionError("no total line in the job stats")
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("tiny")
@@ -50,10 +63,11 @@ def tiny_run(tmp_path_factory) -> Path:
 
 def test_every_contract_file_exists(tiny_run):
     results = tiny_run / "results"
-    expected = ["report.html", "summary.tsv", "figures/overall_vs_max_class_drop.png"]
+    expected = ["report.html", "summary.tsv", "summary.md", "correlation_seeds.tsv"]
+    expected += ["figures/overall_vs_max_class_drop.png"]
     for model in MODELS:
         expected += [f"models/{model}.pt", f"models/{model}.json", f"{model}/correlation.tsv"]
-        expected += [f"{model}/agreement.tsv"]
+        expected += [f"{model}/agreement.tsv", f"{model}/cumulative/conv5.tsv"]
         for layer in LAYERS:
             expected += [
                 f"{model}/ablation/{layer}.classes.tsv",
@@ -111,6 +125,69 @@ def test_logs_have_progress_and_nothing_left_to_do(tiny_run):
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
 
 
+def test_summary_has_a_row_per_claim_from_the_runs_own_tables(tiny_run):
+    from unit_ablation.claims import CLAIMS
+
+    text = (tiny_run / "results" / "summary.md").read_text()
+    claim_rows = [
+        line.split(" | ") for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()
+    ]
+    assert [row[1] for row in claim_rows] == [CLAIMS[n] for n in range(1, 6)]
+    assert all(row[-1].rstrip(" |") in {"yes", "partly", "no"} for row in claim_rows)
+    for model in MODELS:  # the models' accuracies, as measured after training
+        accuracy = json.loads((tiny_run / "results" / "models" / f"{model}.json").read_text())[
+            "test_accuracy"
+        ]
+        assert f"| {model} |" in text and f"{accuracy:.2f}" in text
+    largest = max(
+        pd.read_csv(tiny_run / "results" / model / "ablation" / f"{layer}.units.tsv", sep="\t")
+        .overall_drop.abs()
+        .max()
+        for model in MODELS
+        for layer in ("conv4", "conv5")
+    )
+    assert f"max |drop| {largest:.2f}" in claim_rows[0][3].replace("\\|", "|")
+
+
+def test_cumulative_curves_start_at_the_intact_model_and_follow_the_ranking(tiny_run):
+    for model in MODELS:
+        table = pd.read_csv(tiny_run / "results" / model / "cumulative" / "conv5.tsv", sep="\t")
+        classes = pd.read_csv(tiny_run / "results" / model / "ablation" / "conv5.classes.tsv", sep="\t")
+        assert table["class"].nunique() == 2 and sorted(set(table.k)) == [0, 1, 2, 4]
+        assert set(table.order) == {"top", "random"} and set(table[table.order == "random"].draw) == {0, 1}
+        intact = table[table.k == 0]
+        accuracy = json.loads((tiny_run / "results" / "models" / f"{model}.json").read_text())[
+            "test_accuracy"
+        ]
+        assert np.allclose(intact.overall_accuracy, accuracy, atol=100.0 / TEST_SIZE)
+        assert (intact.class_drop == 0).all()
+        for class_name, rows in table[(table.order == "top") & (table.k == 1)].groupby("class"):
+            single = classes[classes["class"] == class_name]["drop"].max()
+            assert rows.class_drop.iloc[0] == pytest.approx(single, abs=1e-6)  # the top unit alone
+
+
+def test_concept_iou_option_runs_only_what_it_affects(tiny_run, tmp_path):
+    from broden_fixture import write_broden
+
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["concepts"]["root"] = str(write_broden(tmp_path / "broden"))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(workdir, "-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    scheduled = set(scheduled_jobs(dry.stdout + dry.stderr))
+    assert {"concept_iou", "correlate"} <= scheduled
+    assert not scheduled & {"train", "extract", "attributes", "ablate", "gather", "cumulative"}
+    target = f"results/{MODELS[0]}/correlation.tsv"
+    result = snakemake(workdir, target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    concepts = pd.read_csv(workdir / "results" / MODELS[0] / "concepts" / "conv5@rot0.tsv", sep="\t")
+    assert len(concepts) == 32 and concepts.iou.between(0, 1).all()
+    table = pd.read_csv(workdir / target, sep="\t")
+    assert set(table[table.attribute == "concept_iou"].layer_spec) == set(LAYERS)
+
+
 BAD_CONFIGS = {
     "chunk_size": ("ablation", "chunk_size", 0, "0"),
     "layers": ("analysis", "layers", ["conv9"], "conv9"),
@@ -134,6 +211,21 @@ def test_bad_config_is_rejected_with_key_and_value_named(tmp_path, key):
     assert result.returncode != 0
     assert key in output and shown in output
     assert "Job stats" not in output  # rejected before any job was scheduled
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("cumulative", "layers", ["conv3"], "cumulative.layers: 'conv3' is not in analysis.layers"),
+        ("concepts", "root", "/nonexistent/broden", "concepts.root: '/nonexistent/broden' has no index.csv"),
+        ("cumulative", "classes", 0, "classes"),
+    ],
+)
+def test_bad_option_combinations_are_named(tmp_path, section, key, value, message):
+    write_config(tmp_path, section, key, value)
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
 
 
 def test_module_paths_name_layers_too(tmp_path):

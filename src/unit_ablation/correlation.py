@@ -26,6 +26,7 @@ UNIT_ATTRIBUTES: tuple[str, ...] = (
     "activation_sparsity",
     "activation_max",
 )
+OPTIONAL_ATTRIBUTES: tuple[str, ...] = ("concept_iou",)  # when concept IoU is configured
 UNIT_DAMAGE: tuple[str, ...] = ("overall_drop", "max_class_drop", "top5_mean_drop")
 PAIR_ATTRIBUTES: tuple[str, ...] = ("class_selectivity", "class_correlation")
 
@@ -102,7 +103,8 @@ def layer_correlations(
     spec = parse_layer_spec(layer)
     merged = attributes.merge(damage, on="unit", validate="one_to_one")
     rows = []
-    for attribute in UNIT_ATTRIBUTES:
+    present = [a for a in UNIT_ATTRIBUTES + OPTIONAL_ATTRIBUTES if a in merged.columns]
+    for attribute in present:
         for target in UNIT_DAMAGE:
             rows.append(
                 {
@@ -145,18 +147,24 @@ def correlate_to_file(
     resamples: int = 1000,
     seed: int = 0,
     permutations: int = 1000,
+    concept_paths: Sequence[str | Path] | None = None,
 ) -> None:
     """A model's correlation table and its selective-vs-damaged class agreement table, all its
-    analysed layers side by side."""
+    analysed layers side by side. With `concept_paths` (one concept IoU table per layer), the
+    units' best-concept IoU is one more attribute, `concept_iou`."""
     tables, agreements = [], []
-    for layer, attr, class_attr, dmg, class_dmg in zip(
-        layers, attribute_paths, class_attribute_paths, damage_paths, class_damage_paths, strict=True
-    ):
+    concepts = [None] * len(layers) if concept_paths is None else list(concept_paths)
+    inputs = (attribute_paths, class_attribute_paths, damage_paths, class_damage_paths, concepts)
+    for layer, attr, class_attr, dmg, class_dmg, concept in zip(layers, *inputs, strict=True):
+        attributes = pd.read_csv(attr, sep="\t")
+        if concept is not None:
+            iou = pd.read_csv(concept, sep="\t")[["unit", "iou"]].rename(columns={"iou": "concept_iou"})
+            attributes = attributes.merge(iou, on="unit", validate="one_to_one")
         class_attributes = pd.read_csv(class_attr, sep="\t")
         class_damage = pd.read_csv(class_dmg, sep="\t")
         table = layer_correlations(
             layer,
-            pd.read_csv(attr, sep="\t"),
+            attributes,
             pd.read_csv(dmg, sep="\t"),
             class_attributes,
             class_damage,

@@ -1,0 +1,20 @@
+rule concept_iou:
+    input:
+        model="results/models/{model}.pt",
+        index=concept_index(),
+    output:
+        units="results/{model}/concepts/{layer}.tsv",
+        pairs="results/{model}/concepts/{layer}.pairs.tsv",
+    log:
+        "results/logs/concept_iou/{model}/{layer}.log",
+    conda:
+        "../envs/concepts.yaml"
+    threads: config["threads"]["extract"]
+    params:
+        layer="{layer}",
+        root=config["concepts"]["root"],
+        quantile=float(config["concepts"]["quantile"]),
+        detector_iou=float(config["concepts"]["detector_iou"]),
+        batch_size=int(config["concepts"]["batch_size"]),
+    script:
+        "../scripts/concept_iou.py"

@@ -1,0 +1,19 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.concepts import concept_iou_to_file
+from unit_ablation.glue import run_stage
+
+run_stage(
+    snakemake,
+    concept_iou_to_file,
+    model_path=snakemake.input.model,
+    layer_spec=snakemake.params.layer,
+    broden_root=snakemake.params.root,
+    output=snakemake.output.units,
+    pairs_output=snakemake.output.pairs,
+    batch_size=snakemake.params.batch_size,
+    quantile=snakemake.params.quantile,
+    detector_iou=snakemake.params.detector_iou,
+    threads=snakemake.threads,
+)
