@@ -178,23 +178,44 @@ def optional_int(value):
     return None if value is None else int(value)
 
 
-def all_targets():
-    targets = [
-        "results/summary.tsv",
-        "results/summary.md",
-        "results/figures/overall_vs_max_class_drop.png",
+def study_figures():
+    """Figures over the whole study (1, 5, 6, and 7 when cumulative ablation is on)."""
+    names = [
+        "overall_vs_max_class_drop",
+        "variants_and_bases",
+        "selective_vs_damaged_class",
     ]
+    return names + (["cumulative_ablation"] if CUMULATIVE_LAYERS else [])
+
+
+STUDY_FIGURES = study_figures()
+
+
+def all_targets():
+    targets = ["results/summary.tsv", "results/summary.md"]
+    targets += expand(
+        "results/figures/{name}.{suffix}", name=STUDY_FIGURES, suffix=["png", "pdf"]
+    )
     for model in MODELS:
         targets += [
             f"results/{model}/correlation.tsv",
             f"results/{model}/agreement.tsv",
         ]
     targets += cumulative_tables()
+    for model in MODELS:
+        targets += expand(
+            "results/figures/{model}.sorted_units.{suffix}",
+            model=model,
+            suffix=["png", "pdf"],
+        )
     for model, layer in model_and_layer_pairs():
-        targets += [
-            f"results/figures/{model}.{layer}.attributes.png",
-            f"results/figures/{model}.{layer}.heatmap.png",
-        ]
+        targets += expand(
+            "results/figures/{model}.{layer}.{figure}.{suffix}",
+            model=model,
+            layer=layer,
+            figure=["attributes", "heatmap"],
+            suffix=["png", "pdf"],
+        )
     return targets
 
 

@@ -1,3 +1,6 @@
+# Figures: a PNG for the report and a PDF for papers each, numbered as in issue 4.
+
+
 rule plot_overview:
     input:
         [
@@ -5,11 +8,12 @@ rule plot_overview:
             for model, layer in model_and_layer_pairs()
         ],
     output:
-        report(
+        png=report(
             "results/figures/overall_vs_max_class_drop.png",
             caption="../report/overview.rst",
-            category="Damage",
+            category="1. Damage",
         ),
+        pdf="results/figures/overall_vs_max_class_drop.pdf",
     log:
         "results/logs/plot_overview.log",
     conda:
@@ -22,32 +26,137 @@ rule plot_overview:
         "../scripts/plot_overview.py"
 
 
+rule plot_sorted_units:
+    input:
+        expand("results/{{model}}/ablation/{layer}.units.tsv", layer=LAYER_SPECS),
+    output:
+        png=report(
+            "results/figures/{model}.sorted_units.png",
+            caption="../report/sorted_units.rst",
+            category="2. Units sorted by class damage",
+        ),
+        pdf="results/figures/{model}.sorted_units.pdf",
+    log:
+        "results/logs/plot_sorted_units/{model}.log",
+    conda:
+        "../envs/plot.yaml"
+    threads: 1
+    params:
+        layers=LAYER_SPECS,
+        title="{model}",
+        dpi=int(config["plots"]["dpi"]),
+    script:
+        "../scripts/plot_sorted_units.py"
+
+
 rule plot_layer:
     input:
         attributes="results/{model}/attributes/{layer}.tsv",
         damage="results/{model}/ablation/{layer}.units.tsv",
         class_damage="results/{model}/ablation/{layer}.classes.tsv",
+        correlation="results/{model}/correlation.tsv",
     output:
         attributes=report(
             "results/figures/{model}.{layer}.attributes.png",
             caption="../report/attributes.rst",
-            category="Attributes vs damage",
+            category="3. Attributes vs damage",
             subcategory="{model}",
         ),
+        attributes_pdf="results/figures/{model}.{layer}.attributes.pdf",
         heatmap=report(
             "results/figures/{model}.{layer}.heatmap.png",
             caption="../report/heatmap.rst",
-            category="Class damage heatmaps",
+            category="4. Class damage heatmaps",
             subcategory="{model}",
         ),
+        heatmap_pdf="results/figures/{model}.{layer}.heatmap.pdf",
     log:
         "results/logs/plot_layer/{model}/{layer}.log",
     conda:
         "../envs/plot.yaml"
     threads: 1
     params:
+        layer="{layer}",
         title="{model} {layer}",
         dpi=int(config["plots"]["dpi"]),
         heatmap_units=int(config["plots"]["heatmap_units"]),
     script:
         "../scripts/plot_layer.py"
+
+
+rule plot_comparison:
+    input:
+        units=[
+            f"results/{model}/ablation/{layer}.units.tsv"
+            for model, layer in model_and_layer_pairs()
+        ],
+        attributes=[
+            f"results/{model}/attributes/{layer}.tsv"
+            for model, layer in model_and_layer_pairs()
+        ],
+        correlations=[
+            f"results/{model}/correlation.tsv" for model, _ in model_and_layer_pairs()
+        ],
+    output:
+        png=report(
+            "results/figures/variants_and_bases.png",
+            caption="../report/comparison.rst",
+            category="5. Variants and bases",
+        ),
+        pdf="results/figures/variants_and_bases.pdf",
+    log:
+        "results/logs/plot_comparison.log",
+    conda:
+        "../envs/plot.yaml"
+    threads: 1
+    params:
+        entries=[
+            [model, MODELS[model][0], layer]
+            for model, layer in model_and_layer_pairs()
+        ],
+        dpi=int(config["plots"]["dpi"]),
+    script:
+        "../scripts/plot_comparison.py"
+
+
+rule plot_agreement:
+    input:
+        [f"results/{model}/agreement.tsv" for model, _ in model_and_layer_pairs()],
+    output:
+        png=report(
+            "results/figures/selective_vs_damaged_class.png",
+            caption="../report/agreement.rst",
+            category="6. Selective vs damaged class",
+        ),
+        pdf="results/figures/selective_vs_damaged_class.pdf",
+    log:
+        "results/logs/plot_agreement.log",
+    conda:
+        "../envs/plot.yaml"
+    threads: 1
+    params:
+        entries=[[model, layer] for model, layer in model_and_layer_pairs()],
+        dpi=int(config["plots"]["dpi"]),
+    script:
+        "../scripts/plot_agreement.py"
+
+
+rule plot_cumulative:
+    input:
+        cumulative_tables(),
+    output:
+        png=report(
+            "results/figures/cumulative_ablation.png",
+            caption="../report/cumulative.rst",
+            category="7. Cumulative ablation",
+        ),
+        pdf="results/figures/cumulative_ablation.pdf",
+    log:
+        "results/logs/plot_cumulative.log",
+    conda:
+        "../envs/plot.yaml"
+    threads: 1
+    params:
+        dpi=int(config["plots"]["dpi"]),
+    script:
+        "../scripts/plot_cumulative.py"

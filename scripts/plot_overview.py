@@ -9,6 +9,6 @@ run_stage(
     overview_figure,
     labels=[tuple(label) for label in snakemake.params.labels],
     unit_tables=list(snakemake.input),
-    output=snakemake.output[0],
+    outputs=[snakemake.output.png, snakemake.output.pdf],
     dpi=snakemake.params.dpi,
 )

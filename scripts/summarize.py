@@ -1,8 +1,8 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.glue import run_stage
 from unit_ablation.claims import Criteria
+from unit_ablation.glue import run_stage
 from unit_ablation.summary import summarize_to_file
 
 run_stage(

@@ -1,0 +1,14 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.glue import run_stage
+from unit_ablation.plots import agreement_figure
+
+run_stage(
+    snakemake,
+    agreement_figure,
+    entries=[tuple(entry) for entry in snakemake.params.entries],
+    agreement_tables=list(snakemake.input),
+    outputs=[snakemake.output.png, snakemake.output.pdf],
+    dpi=snakemake.params.dpi,
+)
