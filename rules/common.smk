@@ -94,14 +94,21 @@ for _spec in LAYER_SPECS:
 
 def cumulative_layers():
     """Canonical analysed layers that get cumulative ablation curves."""
-    layers = config["cumulative"]["layers"]
-    for layer in layers:
-        if layer not in config["analysis"]["layers"]:
+    analysed = {canonical_layer(layer): layer for layer in config["analysis"]["layers"]}
+    layers = []
+    for layer in config["cumulative"]["layers"]:
+        try:
+            name = canonical_layer(layer)
+        except KeyError as error:
+            raise WorkflowError(f"cumulative.layers: {error}")
+        if name not in analysed:
             raise WorkflowError(
                 f"cumulative.layers: {layer!r} is not in analysis.layers {config['analysis']['layers']}"
                 " (cumulative ablation ranks units by their single-unit class drops)"
             )
-    return list(layers)
+        # named as analysis.layers names it (alias or module path)
+        layers.append(analysed[name])
+    return layers
 
 
 CUMULATIVE_LAYERS = cumulative_layers()
