@@ -199,7 +199,7 @@ STUDY_FIGURES = study_figures()
 
 
 def all_targets():
-    targets = ["results/summary.tsv", "results/summary.md"]
+    targets = ["results/summary.tsv", "results/summary.md", "results/config.yaml"]
     targets += expand(
         "results/figures/{name}.{suffix}", name=STUDY_FIGURES, suffix=["png", "pdf"]
     )

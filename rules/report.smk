@@ -43,3 +43,21 @@ rule summarize:
         seed=int(config["correlation"]["seed"]),
     script:
         "../scripts/summarize.py"
+
+
+rule record_config:
+    output:
+        report(
+            "results/config.yaml",
+            caption="../report/config.rst",
+            category="Summary",
+        ),
+    log:
+        "results/logs/record_config.log",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    params:
+        config=dict(config),
+    script:
+        "../scripts/record_config.py"

@@ -64,6 +64,7 @@ def tiny_run(tmp_path_factory) -> Path:
 def test_every_contract_file_exists(tiny_run):
     results = tiny_run / "results"
     expected = ["report.html", "summary.tsv", "summary.md", "correlation_seeds.tsv"]
+    expected += ["config.yaml"]
     expected += ["figures/overall_vs_max_class_drop.png"]
     for model in MODELS:
         expected += [f"models/{model}.pt", f"models/{model}.json", f"{model}/correlation.tsv"]
@@ -82,6 +83,8 @@ def test_every_contract_file_exists(tiny_run):
     for key in ("architecture", "variant", "training", "data_checksum", "seed", "test_accuracy"):
         assert key in metadata
     assert metadata["training"]["epochs"] == 1 and metadata["variant"] == "baseline"
+    recorded = yaml.safe_load((results / "config.yaml").read_text())
+    assert recorded == yaml.safe_load((tiny_run / "config.yaml").read_text())  # the config this run used
     html = (results / "report.html").read_text(errors="replace")
     assert "overall_vs_max_class_drop.png" in html and "heatmap" in html
 

@@ -35,3 +35,11 @@ def write_tsv(table: pd.DataFrame, path: str | Path) -> None:
     """Write a table as TSV atomically, with a fixed float format for reproducible bytes."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def write_yaml(data: dict, path: str | Path) -> None:
+    """Write plain data (dicts, lists, scalars) as YAML atomically, keys in their given order."""
+    import yaml
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
