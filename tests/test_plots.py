@@ -12,20 +12,10 @@ import pytest
 from unit_ablation import plots
 from unit_ablation.agreement import layer_agreement
 from unit_ablation.correlation import UNIT_ATTRIBUTES, UNIT_DAMAGE, layer_correlations
+from unit_ablation.data import FASHION_MNIST_CLASSES
 from unit_ablation.io import write_tsv
 
-CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+CLASSES = FASHION_MNIST_CLASSES
 MODELS = ("fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0")
 VARIANTS = {"fmnist-alexnet-baseline-s0": "baseline", "fmnist-alexnet-bn-s0": "bn"}
 SPECS = ("conv5", "conv5@rot0")
