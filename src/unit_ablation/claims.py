@@ -63,17 +63,24 @@ def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[f
     return float(interval.low), float(interval.high)
 
 
+def _bootstrap_medians(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    return np.median(values[rng.integers(0, len(values), (resamples, len(values)))], axis=1)
+
+
+def _percentile_interval(boot: np.ndarray, level: float) -> tuple[float, float]:
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def median_ci(a: np.ndarray, resamples: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
     """The median with a percentile bootstrap CI over the values."""
     a = np.asarray(a, dtype=float)
     median = float(np.median(a))
     if not resamples:
         return median, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boot = np.median(a[rng.integers(0, len(a), (resamples, len(a)))], axis=1)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(boot, [tail, 100 - tail])
-    return median, float(low), float(high)
+    boot = _bootstrap_medians(a, resamples, np.random.default_rng(seed))
+    return median, *_percentile_interval(boot, level)
 
 
 def median_difference_ci(
@@ -85,11 +92,8 @@ def median_difference_ci(
     if not resamples:
         return difference, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    boot_a = np.median(a[rng.integers(0, len(a), (resamples, len(a)))], axis=1)
-    boot_b = np.median(b[rng.integers(0, len(b), (resamples, len(b)))], axis=1)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(boot_a - boot_b, [tail, 100 - tail])
-    return difference, float(low), float(high)
+    boot = _bootstrap_medians(a, resamples, rng) - _bootstrap_medians(b, resamples, rng)
+    return difference, *_percentile_interval(boot, level)
 
 
 def _interval(value: float, low: float, high: float, digits: int = 2) -> str:

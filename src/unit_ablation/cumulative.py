@@ -82,14 +82,15 @@ def set_predictions(
     split = split_model(model, layer)
     predictions = np.empty((len(unit_sets), len(images)), dtype=np.int64)
     progress = Progress(log, f"cumulative {layer}", len(images), "images")
-    for start in range(0, len(images), batch_size):
-        x, _ = next(_batches(images[start : start + batch_size], None, batch_size, device))
+    start = 0
+    for x, _ in _batches(images, None, batch_size, device):
         activation, side = run_trunk(split, x)
         for s, units in enumerate(unit_sets):
             # the head may work in place: every set gets fresh copies
             logits = split.head(ablate_set(activation, units, values), *[t.clone() for t in side])
             predictions[s, start : start + len(x)] = logits.argmax(1).cpu().numpy()
         progress.update(len(x), note=f"{len(unit_sets)} unit sets")
+        start += len(x)
     return predictions
 
 
