@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,10 @@ def count_changes(
     return broken.view(-1, num_classes), fixed.view(-1, num_classes)
 
 
-def _batches(images: np.ndarray, labels: np.ndarray | None, batch_size: int, device: torch.device):
+def image_batches(
+    images: np.ndarray, labels: np.ndarray | None, batch_size: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """uint8 images (and labels) in order, as float batches in [0, 1] on `device`."""
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(to_float(images[start : start + batch_size])).to(device)
         y = None if labels is None else torch.from_numpy(labels[start : start + batch_size].astype(np.int64))
@@ -93,7 +97,7 @@ def channel_means(
     """Dataset mean of every unit's coordinate (over images and positions), for mean ablation."""
     split = split_model(model, layer)
     total, count = None, 0
-    for x, _ in _batches(images, None, batch_size, device):
+    for x, _ in image_batches(images, None, batch_size, device):
         activation = run_trunk(split, x)[0].double()
         z = to_basis(activation, None if rotation is None else rotation.double())
         batch_sum = z.sum(dim=[0, *range(2, z.dim())])
@@ -127,8 +131,18 @@ def use_exact_mode(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
-def _setup(model, layer, images, rotation, value, batch_size, device, mean_images):
-    """Shared by engine and reference: device in exact mode, model on it, rotation, ablation values."""
+def prepare_ablation(
+    model: nn.Module,
+    layer: str,
+    images: np.ndarray,
+    rotation: np.ndarray | None,
+    value: str,
+    batch_size: int,
+    device: str | torch.device,
+    mean_images: np.ndarray | None,
+) -> tuple[torch.device, torch.Tensor | None, torch.Tensor]:
+    """Device (in exact mode) with the model on it, the rotation as a tensor, and each unit's
+    ablation value. Shared by the engine, the naive reference and cumulative ablation."""
     device = torch.device(device)
     use_exact_mode(device)
     model.eval().to(device)
@@ -159,13 +173,15 @@ def ablate_units(
     Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
     `units_per_pass` fixes K, the ablated copies per pass; by default K follows the memory budget.
     """
-    device, q, values = _setup(model, layer, images, rotation, value, batch_size, device, mean_images)
+    device, q, values = prepare_ablation(
+        model, layer, images, rotation, value, batch_size, device, mean_images
+    )
     engine = AblationEngine(model, layer, q, plan, units_per_pass, memory_budget_mb)
     broken = torch.zeros(len(units), num_classes, dtype=torch.long, device=device)
     fixed = torch.zeros_like(broken)
     correct = torch.zeros(num_classes, dtype=torch.long, device=device)
     progress = Progress(log, f"ablate {layer} ({engine.plan})", len(images), "images")
-    for x, y in _batches(images, labels, batch_size, device):
+    for x, y in image_batches(images, labels, batch_size, device):
         intact, predictions = engine.predictions(x, units, values)
         correct += torch.bincount(y[intact == y], minlength=num_classes)
         b, f = count_changes(intact, predictions, y, num_classes)
@@ -202,7 +218,9 @@ def ablate_naive(
 
     Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
     """
-    device, q, values = _setup(model, layer, images, rotation, value, batch_size, device, mean_images)
+    device, q, values = prepare_ablation(
+        model, layer, images, rotation, value, batch_size, device, mean_images
+    )
     module = resolve_layer(model, layer)
     x_all = torch.from_numpy(to_float(images)).to(device)
     y_all = torch.from_numpy(labels.astype(np.int64)).to(device)

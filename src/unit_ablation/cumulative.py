@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from unit_ablation.ablation import _batches, _setup, choose_device
+from unit_ablation.ablation import choose_device, image_batches, prepare_ablation
 from unit_ablation.data import load_dataset
 from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import write_tsv
@@ -83,7 +83,7 @@ def set_predictions(
     predictions = np.empty((len(unit_sets), len(images)), dtype=np.int64)
     progress = Progress(log, f"cumulative {layer}", len(images), "images")
     start = 0
-    for x, _ in _batches(images, None, batch_size, device):
+    for x, _ in image_batches(images, None, batch_size, device):
         activation, side = run_trunk(split, x)
         for s, units in enumerate(unit_sets):
             # the head may work in place: every set gets fresh copies
@@ -177,7 +177,7 @@ def cumulative_to_file(
     class_damage = pd.read_csv(class_damage_path, sep="\t")
     images, labels = dataset.images[eval_split], dataset.labels[eval_split]
     mean_images = None if mean_split is None else dataset.images[mean_split]
-    torch_device, _, values = _setup(
+    torch_device, _, values = prepare_ablation(
         model, layer, images, None, value, batch_size, choose_device(device), mean_images
     )
     count = model.unit_count(layer)
