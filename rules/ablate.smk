@@ -6,13 +6,17 @@ rule ablate:
         "results/{model}/ablation/chunks/{layer}/{chunk}.npz",
     log:
         "results/logs/ablate/{model}/{layer}/{chunk}.log",
+    cache: True
     conda:
         "../envs/ablate.yaml"
     threads: config["threads"]["ablate"]
     resources:
         gpu=ablation_gpus(),
     params:
+        code=code("ablate.py"),
+        model="{model}",
         layer="{layer}",
+        chunk="{chunk}",
         units=lambda wildcards: chunk_units(wildcards.chunk),
         value=config["ablation"]["value"],
         mean_split=mean_ablation_split(),

@@ -11,6 +11,7 @@ rule attributes:
         "../envs/attributes.yaml"
     threads: 1
     params:
+        code=code("attributes.py"),
         layer="{layer}",
     script:
         "../scripts/attributes.py"

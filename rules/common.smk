@@ -7,10 +7,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from unit_ablation.architecture import canonical_layer, layer_units
+from unit_ablation.code_hash import stage_code_hash
+from unit_ablation.cost import units_per_job
 from unit_ablation.fetch_data import IDX_NAMES
 from unit_ablation.layers import LayerSpec, parse_layer_spec
 
 DATASET = "results/data/fashion-mnist.npz"
+FASHION_MNIST_TEST_IMAGES = 10_000
 MODEL_PREFIX = "fmnist-alexnet"
 # Where `make data` downloads when Debian's package is not available (working dir or checkout).
 DOWNLOAD_DIRS = [
@@ -73,9 +76,35 @@ def unit_count(layer_spec):
     return layer_units(float(config["model"]["width"]))[layer]
 
 
+def code(script):
+    """Content hash of a rule's script and the package modules it imports (a library edit reruns
+    exactly the stages that use the module; comments and layout do not count)."""
+    basedir = Path(workflow.basedir)
+    return stage_code_hash(
+        basedir / "scripts" / script, basedir / "src" / "unit_ablation"
+    )
+
+
+def chunk_size(layer_spec):
+    """Units per ablate job: the configured number, or (auto) as many as the cost model fits in
+    ablation.job_minutes on a device sustaining ablation.gflops."""
+    ablation = config["ablation"]
+    if ablation["chunk_size"] != "auto":
+        return int(ablation["chunk_size"])
+    return units_per_job(
+        target_seconds=60.0 * float(ablation["job_minutes"]),
+        images=config["data"]["test_size"] or FASHION_MNIST_TEST_IMAGES,
+        layer_spec=layer_spec,
+        width=float(config["model"]["width"]),
+        gflops=float(ablation["gflops"]),
+        unit_count=unit_count(layer_spec),
+        plan=ablation["plan"],
+    )
+
+
 def chunks(layer_spec):
     """Chunk names 'first-last' covering the layer's units, chunk_size units each."""
-    size = int(config["ablation"]["chunk_size"])
+    size = chunk_size(layer_spec)
     count = unit_count(layer_spec)
     return [
         f"{start}-{min(start + size, count) - 1}" for start in range(0, count, size)
@@ -136,11 +165,21 @@ def concept_index():
     return str(index)
 
 
-def concept_tables(model):
-    """Per layer spec of a model, its concept IoU table; [] when concept IoU is off."""
+def concept_table(model, layer):
+    """A layer's concept IoU table when concept IoU is on, else []."""
     if config["concepts"]["root"] is None:
         return []
-    return [f"results/{model}/concepts/{layer}.tsv" for layer in LAYER_SPECS]
+    return f"results/{model}/concepts/{layer}.tsv"
+
+
+def sorted_keys(value):
+    """Plain data with every dict's keys sorted: the same config in another key order gives equal
+    params (Snakemake compares params by repr, so order alone would rerun the job)."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
 
 
 def claim_criteria():

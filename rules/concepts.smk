@@ -11,6 +11,7 @@ rule concept_iou:
         "../envs/concepts.yaml"
     threads: config["threads"]["extract"]
     params:
+        code=code("concept_iou.py"),
         layer="{layer}",
         root=config["concepts"]["root"],
         quantile=float(config["concepts"]["quantile"]),

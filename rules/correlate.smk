@@ -1,26 +1,43 @@
 rule correlate:
     input:
-        attributes=expand("results/{{model}}/attributes/{layer}.tsv", layer=LAYER_SPECS),
-        class_attributes=expand(
-            "results/{{model}}/attributes/per_class/{layer}.tsv", layer=LAYER_SPECS
-        ),
-        damage=expand("results/{{model}}/ablation/{layer}.units.tsv", layer=LAYER_SPECS),
-        class_damage=expand(
-            "results/{{model}}/ablation/{layer}.classes.tsv", layer=LAYER_SPECS
-        ),
-        concepts=lambda wildcards: concept_tables(wildcards.model),
+        attributes="results/{model}/attributes/{layer}.tsv",
+        class_attributes="results/{model}/attributes/per_class/{layer}.tsv",
+        damage="results/{model}/ablation/{layer}.units.tsv",
+        class_damage="results/{model}/ablation/{layer}.classes.tsv",
+        concepts=lambda wildcards: concept_table(wildcards.model, wildcards.layer),
     output:
-        correlation="results/{model}/correlation.tsv",
-        agreement="results/{model}/agreement.tsv",
+        correlation="results/{model}/correlation/{layer}.tsv",
+        agreement="results/{model}/agreement/{layer}.tsv",
     log:
-        "results/logs/correlate/{model}.log",
+        "results/logs/correlate/{model}/{layer}.log",
     conda:
         "../envs/correlate.yaml"
     threads: 1
     params:
-        layers=LAYER_SPECS,
+        code=code("correlate.py"),
+        layer="{layer}",
         resamples=int(config["correlation"]["bootstrap"]),
         seed=int(config["correlation"]["seed"]),
         permutations=int(config["correlation"]["permutations"]),
     script:
         "../scripts/correlate.py"
+
+
+rule combine_correlations:
+    input:
+        correlation=expand(
+            "results/{{model}}/correlation/{layer}.tsv", layer=LAYER_SPECS
+        ),
+        agreement=expand("results/{{model}}/agreement/{layer}.tsv", layer=LAYER_SPECS),
+    output:
+        correlation="results/{model}/correlation.tsv",
+        agreement="results/{model}/agreement.tsv",
+    log:
+        "results/logs/combine_correlations/{model}.log",
+    conda:
+        "../envs/correlate.yaml"
+    threads: 1
+    params:
+        code=code("combine_correlations.py"),
+    script:
+        "../scripts/combine_correlations.py"

@@ -13,6 +13,7 @@ rule cumulative:
     resources:
         gpu=ablation_gpus(),
     params:
+        code=code("cumulative.py"),
         model="{model}",
         layer="{layer}",
         classes=config["cumulative"]["classes"],

@@ -9,6 +9,7 @@ rule prepare_data:
         "../envs/data.yaml"
     threads: 1
     params:
+        code=code("prepare_data.py"),
         raw_dir=lambda wildcards, input: str(Path(input[0]).parent),
         heldout_size=int(config["data"]["heldout_size"]),
         train_size=optional_int(config["data"].get("train_size")),

@@ -6,10 +6,13 @@ rule extract:
         "results/{model}/activations/{layer}.npz",
     log:
         "results/logs/extract/{model}/{layer}.log",
+    cache: True
     conda:
         "../envs/extract.yaml"
     threads: config["threads"]["extract"]
     params:
+        code=code("extract.py"),
+        model="{model}",
         layer="{layer}",
         attribute_split=config["analysis"]["attribute_split"],
     script:

@@ -16,6 +16,7 @@ rule gather:
         "../envs/gather.yaml"
     threads: 1
     params:
+        code=code("gather.py"),
         thresholds=[float(t) for t in config["analysis"]["damage_thresholds"]],
         fdr_alpha=float(config["analysis"]["fdr_alpha"]),
     script:

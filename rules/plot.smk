@@ -20,6 +20,7 @@ rule plot_overview:
         "../envs/plot.yaml"
     threads: 1
     params:
+        code=code("plot_overview.py"),
         labels=[[model, layer] for model, layer in model_and_layer_pairs()],
         dpi=int(config["plots"]["dpi"]),
     script:
@@ -42,6 +43,7 @@ rule plot_sorted_units:
         "../envs/plot.yaml"
     threads: 1
     params:
+        code=code("plot_sorted_units.py"),
         layers=LAYER_SPECS,
         title="{model}",
         dpi=int(config["plots"]["dpi"]),
@@ -54,7 +56,7 @@ rule plot_layer:
         attributes="results/{model}/attributes/{layer}.tsv",
         damage="results/{model}/ablation/{layer}.units.tsv",
         class_damage="results/{model}/ablation/{layer}.classes.tsv",
-        correlation="results/{model}/correlation.tsv",
+        correlation="results/{model}/correlation/{layer}.tsv",
     output:
         attributes=report(
             "results/figures/{model}.{layer}.attributes.png",
@@ -76,6 +78,7 @@ rule plot_layer:
         "../envs/plot.yaml"
     threads: 1
     params:
+        code=code("plot_layer.py"),
         layer="{layer}",
         title="{model} {layer}",
         dpi=int(config["plots"]["dpi"]),
@@ -110,6 +113,7 @@ rule plot_comparison:
         "../envs/plot.yaml"
     threads: 1
     params:
+        code=code("plot_comparison.py"),
         entries=[
             [model, MODELS[model][0], layer]
             for model, layer in model_and_layer_pairs()
@@ -135,6 +139,7 @@ rule plot_agreement:
         "../envs/plot.yaml"
     threads: 1
     params:
+        code=code("plot_agreement.py"),
         entries=[[model, layer] for model, layer in model_and_layer_pairs()],
         dpi=int(config["plots"]["dpi"]),
     script:
@@ -157,6 +162,7 @@ rule plot_cumulative:
         "../envs/plot.yaml"
     threads: 1
     params:
+        code=code("plot_cumulative.py"),
         dpi=int(config["plots"]["dpi"]),
     script:
         "../scripts/plot_cumulative.py"

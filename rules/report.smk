@@ -36,6 +36,7 @@ rule summarize:
         "../envs/report.yaml"
     threads: 1
     params:
+        code=code("summarize.py"),
         entries=[[model, layer] for model, layer in model_and_layer_pairs()],
         reference_variant=next(iter(config["variants"])),
         criteria=claim_criteria(),
@@ -58,6 +59,7 @@ rule record_config:
         "../envs/report.yaml"
     threads: 1
     params:
-        config=dict(config),
+        code=code("record_config.py"),
+        config=sorted_keys(config),
     script:
         "../scripts/record_config.py"

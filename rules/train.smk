@@ -6,10 +6,12 @@ rule train:
         metadata="results/models/{model}.json",
     log:
         "results/logs/train/{model}.log",
+    cache: True
     conda:
         "../envs/train.yaml"
     threads: config["threads"]["train"]
     params:
+        code=code("train.py"),
         model="{model}",
         variant=lambda wildcards: MODELS[wildcards.model][0],
         train=train_params,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +59,17 @@ def _trained_models() -> dict[bool, torch.nn.Module]:
 def small_model(request: pytest.FixtureRequest, _trained_models) -> torch.nn.Module:
     """A fresh copy (tests may edit it) of a briefly trained small model, in eval mode."""
     return copy.deepcopy(_trained_models[request.param]).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A complete run of the tiny config (and its report) in a temporary directory."""
+    from workflow_runs import TINY_CONFIG, snakemake
+
+    workdir = tmp_path_factory.mktemp("tiny")
+    shutil.copy(TINY_CONFIG, workdir / "config.yaml")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-5000:]
+    report = snakemake(workdir, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    return workdir

@@ -4,61 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from workflow_runs import PROJECT_ROOT, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.integration
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 MODELS = ["fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0"]
 LAYERS = ["conv4", "conv4@rot0", "conv5", "conv5@rot0"]
 TEST_SIZE = 300
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [
-        SNAKEMAKE,
-        "--snakefile",
-        str(PROJECT_ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
-
-
-def scheduled_jobs(output: str) -> dict[str, int]:
-    """Rule -> job count from the 'Job stats' table of a (dry) run's output."""
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:")) + 3
-    counts = {}
-    for line in lines[start:]:
-        name, count = line.split()
-        if name == "total":
-            return counts
-        counts[name] = int(count)
-    raise AssertionError("no total line in the job stats")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("tiny")
-    shutil.copy(PROJECT_ROOT / "tests" / "tiny-config.yaml", workdir / "config.yaml")
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-5000:]
-    report = snakemake(workdir, "--report", "results/report.html")
-    assert report.returncode == 0, report.stderr[-3000:]
-    return workdir
 
 
 def test_every_contract_file_exists(tiny_run):
@@ -256,3 +213,44 @@ def test_agreement_tables_cover_every_layer(tiny_run):
         assert len(used) > 0
         assert used.top1_share.between(0, 1).all() and (used.top5_share >= used.top1_share).all()
         assert used.top1_p.between(0, 1).all()
+
+
+def dry_run_counts(workdir: Path, **ablation) -> dict[str, int]:
+    config = yaml.safe_load((PROJECT_ROOT / "tests" / "tiny-config.yaml").read_text())
+    config["ablation"].update(ablation)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return scheduled_jobs(result.stdout + result.stderr)
+
+
+UNITS = {"conv4": 48, "conv4@rot0": 48, "conv5": 32, "conv5@rot0": 32}  # width 0.5
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 24, 48])
+def test_ablate_jobs_are_models_times_layers_times_chunks(tmp_path, chunk_size):
+    counts = dry_run_counts(tmp_path, chunk_size=chunk_size)
+    chunks = sum(-(-units // chunk_size) for units in UNITS.values())
+    assert counts["ablate"] == len(MODELS) * chunks
+    assert counts["gather"] == len(MODELS) * len(UNITS)
+
+
+@pytest.mark.parametrize(
+    ("job_minutes", "ablate_jobs"),
+    [(1e-9, len(MODELS) * sum(UNITS.values())), (1e6, len(MODELS) * len(UNITS))],
+    ids=["one-unit-per-job", "one-job-per-layer"],
+)
+def test_auto_chunks_follow_the_target_job_runtime(tmp_path, job_minutes, ablate_jobs):
+    counts = dry_run_counts(tmp_path, chunk_size="auto", job_minutes=job_minutes)
+    assert counts["ablate"] == ablate_jobs
+
+
+def test_auto_chunks_size_each_layer_by_its_own_cost(tmp_path):
+    from unit_ablation.cost import units_per_job
+
+    gflops, minutes = 1.0, 0.05  # tiny: a few units per job
+    counts = dry_run_counts(tmp_path, chunk_size="auto", job_minutes=minutes, gflops=gflops)
+    seconds = 60 * minutes
+    per_job = {spec: units_per_job(seconds, TEST_SIZE, spec, 0.5, gflops, n) for spec, n in UNITS.items()}
+    assert len(set(per_job.values())) > 1  # the layers really differ in cost at these settings
+    assert counts["ablate"] == len(MODELS) * sum(-(-UNITS[spec] // n) for spec, n in per_job.items())

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from unit_ablation.agreement import layer_agreement
-from unit_ablation.io import write_tsv
+from unit_ablation.io import concatenate_tsv, write_tsv
 from unit_ablation.layers import parse_layer_spec
 
 log = logging.getLogger(__name__)
@@ -182,3 +182,16 @@ def correlate_to_file(
         tables.append(table)
     write_tsv(pd.concat(tables, ignore_index=True), output)
     write_tsv(pd.DataFrame(agreements), agreement_output)
+
+
+def combine_to_file(
+    correlation_paths: Sequence[str | Path],
+    agreement_paths: Sequence[str | Path],
+    output: str | Path,
+    agreement_output: str | Path,
+) -> None:
+    """A model's correlation and agreement tables: the per-layer tables of `correlate_to_file`,
+    stacked in the given layer order."""
+    concatenate_tsv(correlation_paths, output)
+    concatenate_tsv(agreement_paths, agreement_output)
+    log.info("combined %d layers into %s and %s", len(correlation_paths), output, agreement_output)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +35,18 @@ def write_tsv(table: pd.DataFrame, path: str | Path) -> None:
     """Write a table as TSV atomically, with a fixed float format for reproducible bytes."""
     with atomic_path(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def concatenate_tsv(paths: Sequence[str | Path], output: str | Path) -> None:
+    """Rows of several TSV tables with the same columns, in the given order, as one TSV."""
+    import pandas as pd
+
+    tables = [pd.read_csv(path, sep="\t") for path in paths]
+    columns = [list(table.columns) for table in tables]
+    for path, names in zip(paths, columns, strict=True):
+        if names != columns[0]:
+            raise ValueError(f"{path}: columns {names} differ from {paths[0]}'s {columns[0]}")
+    write_tsv(pd.concat(tables, ignore_index=True), output)
 
 
 def write_yaml(data: dict, path: str | Path) -> None:

@@ -1,0 +1,14 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.correlation import combine_to_file
+from unit_ablation.glue import run_stage
+
+run_stage(
+    snakemake,
+    combine_to_file,
+    correlation_paths=snakemake.input.correlation,
+    agreement_paths=snakemake.input.agreement,
+    output=snakemake.output.correlation,
+    agreement_output=snakemake.output.agreement,
+)
