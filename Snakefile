@@ -26,6 +26,10 @@ include: "rules/report.smk"
 report: "report/workflow.rst"
 
 
+onstart:
+    log_ablation_estimates()
+
+
 rule all:
     default_target: True
     input:

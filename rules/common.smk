@@ -4,11 +4,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
+
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from unit_ablation.architecture import canonical_layer, layer_units
 from unit_ablation.code_hash import stage_code_hash
-from unit_ablation.cost import units_per_job
+from unit_ablation.cost import job_seconds, units_per_job
 from unit_ablation.fetch_data import IDX_NAMES
 from unit_ablation.layers import LayerSpec, parse_layer_spec
 
@@ -91,15 +93,58 @@ def chunk_size(layer_spec):
     ablation = config["ablation"]
     if ablation["chunk_size"] != "auto":
         return int(ablation["chunk_size"])
-    return units_per_job(
-        target_seconds=60.0 * float(ablation["job_minutes"]),
-        images=config["data"]["test_size"] or FASHION_MNIST_TEST_IMAGES,
+    try:
+        return units_per_job(
+            target_seconds=60.0 * float(ablation["job_minutes"]),
+            images=evaluation_images(),
+            layer_spec=layer_spec,
+            width=float(config["model"]["width"]),
+            gflops=float(ablation["gflops"]),
+            unit_count=unit_count(layer_spec),
+            plan=ablation["plan"],
+        )
+    except ValueError as error:
+        raise WorkflowError(f"ablation.chunk_size: auto: {error}")
+
+
+def evaluation_images():
+    return config["data"]["test_size"] or FASHION_MNIST_TEST_IMAGES
+
+
+def log_ablation_estimates():
+    """At the start of a run: the cost model's estimate of every layer's ablate jobs, and a warning
+    when cluster jobs would be shorter than 10 minutes (schedulers handle many tiny jobs badly).
+    """
+    gflops = float(config["ablation"]["gflops"])
+    shortest = None
+    for spec in LAYER_SPECS:
+        size = chunk_size(spec)
+        try:
+            minutes = job_minutes_estimate(size, spec)
+        except ValueError:  # a plan the cost model does not know for this layer
+            return
+        shortest = minutes if shortest is None else min(shortest, minutes)
+        logger.info(
+            f"ablate {spec}: {len(chunks(spec))} job(s) per model of up to {size} units,"
+            f" about {minutes:.2g} min each at {gflops:g} GFLOP/s (cost model, ablation.gflops)"
+        )
+    if workflow.non_local_exec and shortest is not None and shortest < 10:
+        logger.warning(
+            f"ablate jobs of about {shortest:.2g} min: on a cluster, aim for 10 min or more per job"
+            " (ablation.chunk_size: auto with ablation.job_minutes: 10, or a larger chunk_size)"
+        )
+
+
+def job_minutes_estimate(units, layer_spec):
+    seconds = job_seconds(
+        units=units,
+        images=evaluation_images(),
         layer_spec=layer_spec,
         width=float(config["model"]["width"]),
-        gflops=float(ablation["gflops"]),
-        unit_count=unit_count(layer_spec),
-        plan=ablation["plan"],
+        gflops=float(config["ablation"]["gflops"]),
+        plan=config["ablation"]["plan"],
     )
+    return seconds / 60.0
 
 
 def chunks(layer_spec):

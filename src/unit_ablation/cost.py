@@ -18,6 +18,7 @@ This module imports only the standard library and torch-free project modules.
 from __future__ import annotations
 
 import math
+import numbers
 
 from unit_ablation.architecture import BASE_FC_UNITS, CONV_LAYERS, canonical_layer, layer_units, scaled
 from unit_ablation.layers import parse_layer_spec
@@ -34,7 +35,7 @@ PLANS = (*ENGINE_PLANS, "naive")
 
 
 def _check_width(width: float) -> None:
-    if not (isinstance(width, int | float) and math.isfinite(width) and width > 0):
+    if not (isinstance(width, numbers.Real) and math.isfinite(width) and width > 0):
         raise ValueError(f"width must be a positive number, got {width!r}")
 
 
@@ -144,7 +145,7 @@ def head_flops_per_copy(layer_spec: str, width: float, plan: str = "auto") -> fl
 
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
-        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
