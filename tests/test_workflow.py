@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -254,3 +255,16 @@ def test_auto_chunks_size_each_layer_by_its_own_cost(tmp_path):
     per_job = {spec: units_per_job(seconds, TEST_SIZE, spec, 0.5, gflops, n) for spec, n in UNITS.items()}
     assert len(set(per_job.values())) > 1  # the layers really differ in cost at these settings
     assert counts["ablate"] == len(MODELS) * sum(-(-UNITS[spec] // n) for spec, n in per_job.items())
+
+
+def test_gpu_jobs_claim_the_gpu_that_the_default_profile_has_one_of(tmp_path):
+    profile = yaml.safe_load((PROJECT_ROOT / "profiles" / "default" / "profile.yaml").read_text())
+    assert "gpu=1" in profile["resources"]  # a one-GPU workstation: one GPU job at a time
+    config = yaml.safe_load((PROJECT_ROOT / "tests" / "tiny-config.yaml").read_text())
+    config["ablation"]["device"] = "cuda"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    blocks = (result.stdout + result.stderr).split("\nrule ")[1:]
+    gpu_rules = {block.split(":")[0] for block in blocks if re.search(r"resources: .*\bgpu=1\b", block)}
+    assert gpu_rules == {"ablate", "cumulative"}
