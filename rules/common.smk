@@ -59,10 +59,15 @@ MODELS = {
 }
 
 
-def layer_specs():
-    """Analysed layers: each configured layer in its own basis and in each rotated basis."""
+def model_layers(model):
+    """The layers a model is analysed at, as the config names them."""
+    return config["analysis"]["layers"]
+
+
+def layer_specs(model):
+    """A model's analysed layers: each in its own basis and in each rotated basis."""
     specs = []
-    for layer in config["analysis"]["layers"]:
+    for layer in model_layers(model):
         specs.append(LayerSpec(layer).name)
         specs.extend(
             LayerSpec(layer, seed).name for seed in config["analysis"]["rotation_seeds"]
@@ -70,7 +75,7 @@ def layer_specs():
     return specs
 
 
-def unit_count(layer_spec):
+def unit_count(model, layer_spec):
     try:
         layer = canonical_layer(parse_layer_spec(layer_spec).layer)
     except (KeyError, ValueError) as error:
@@ -87,7 +92,7 @@ def code(script):
     )
 
 
-def chunk_size(layer_spec):
+def chunk_size(model, layer_spec):
     """Units per ablate job: the configured number, or (auto) as many as the cost model fits in
     ablation.job_minutes on a device sustaining ablation.gflops."""
     ablation = config["ablation"]
@@ -100,7 +105,7 @@ def chunk_size(layer_spec):
             layer_spec=layer_spec,
             width=float(config["model"]["width"]),
             gflops=float(ablation["gflops"]),
-            unit_count=unit_count(layer_spec),
+            unit_count=unit_count(model, layer_spec),
             plan=ablation["plan"],
         )
     except ValueError as error:
@@ -117,15 +122,15 @@ def log_ablation_estimates():
     """
     gflops = float(config["ablation"]["gflops"])
     shortest = None
-    for spec in LAYER_SPECS:
-        size = chunk_size(spec)
+    for model, spec in model_and_layer_pairs():
+        size = chunk_size(model, spec)
         try:
             minutes = job_minutes_estimate(size, spec)
-        except ValueError:  # a plan the cost model does not know for this layer
+        except ValueError:  # a model or plan the cost model does not know
             return
         shortest = minutes if shortest is None else min(shortest, minutes)
         logger.info(
-            f"ablate {spec}: {len(chunks(spec))} job(s) per model of up to {size} units,"
+            f"ablate {model} {spec}: {len(chunks(model, spec))} job(s) of up to {size} units,"
             f" about {minutes:.2g} min each at {gflops:g} GFLOP/s (cost model, ablation.gflops)"
         )
     if workflow.non_local_exec and shortest is not None and shortest < 10:
@@ -147,10 +152,10 @@ def job_minutes_estimate(units, layer_spec):
     return seconds / 60.0
 
 
-def chunks(layer_spec):
+def chunks(model, layer_spec):
     """Chunk names 'first-last' covering the layer's units, chunk_size units each."""
-    size = chunk_size(layer_spec)
-    count = unit_count(layer_spec)
+    size = chunk_size(model, layer_spec)
+    count = unit_count(model, layer_spec)
     return [
         f"{start}-{min(start + size, count) - 1}" for start in range(0, count, size)
     ]
@@ -161,14 +166,15 @@ def chunk_units(chunk):
     return list(range(first, last + 1))
 
 
-LAYER_SPECS = layer_specs()
-for _spec in LAYER_SPECS:
-    unit_count(_spec)  # rejects unknown layers before any job runs
+LAYER_SPECS = {model: layer_specs(model) for model in MODELS}
+for _model, _specs in LAYER_SPECS.items():
+    for _spec in _specs:
+        unit_count(_model, _spec)  # rejects unknown layers before any job runs
 
 
-def cumulative_layers():
-    """Canonical analysed layers that get cumulative ablation curves."""
-    analysed = {canonical_layer(layer): layer for layer in config["analysis"]["layers"]}
+def cumulative_layers(model):
+    """A model's analysed layers (canonical basis) that get cumulative ablation curves."""
+    analysed = {canonical_layer(layer): layer for layer in model_layers(model)}
     layers = []
     for layer in config["cumulative"]["layers"]:
         try:
@@ -177,7 +183,7 @@ def cumulative_layers():
             raise WorkflowError(f"cumulative.layers: {error}")
         if name not in analysed:
             raise WorkflowError(
-                f"cumulative.layers: {layer!r} is not in analysis.layers {config['analysis']['layers']}"
+                f"cumulative.layers: {layer!r} is not in analysis.layers {model_layers(model)}"
                 " (cumulative ablation ranks units by their single-unit class drops)"
             )
         # named as analysis.layers names it (alias or module path)
@@ -185,14 +191,14 @@ def cumulative_layers():
     return layers
 
 
-CUMULATIVE_LAYERS = cumulative_layers()
+CUMULATIVE_LAYERS = {model: cumulative_layers(model) for model in MODELS}
 
 
 def cumulative_tables():
     return [
         f"results/{model}/cumulative/{layer}.tsv"
-        for model in MODELS
-        for layer in CUMULATIVE_LAYERS
+        for model, layers in CUMULATIVE_LAYERS.items()
+        for layer in layers
     ]
 
 
@@ -233,7 +239,7 @@ def claim_criteria():
 
 
 def model_and_layer_pairs():
-    return [(model, layer) for model in MODELS for layer in LAYER_SPECS]
+    return [(model, layer) for model, specs in LAYER_SPECS.items() for layer in specs]
 
 
 def train_params(wildcards):
@@ -276,7 +282,7 @@ def study_figures():
         "variants_and_bases",
         "selective_vs_damaged_class",
     ]
-    return names + (["cumulative_ablation"] if CUMULATIVE_LAYERS else [])
+    return names + (["cumulative_ablation"] if cumulative_tables() else [])
 
 
 STUDY_FIGURES = study_figures()

@@ -25,10 +25,16 @@ rule correlate:
 
 rule combine_correlations:
     input:
-        correlation=expand(
-            "results/{{model}}/correlation/{layer}.tsv", layer=LAYER_SPECS
+        correlation=lambda wildcards: expand(
+            "results/{model}/correlation/{layer}.tsv",
+            model=wildcards.model,
+            layer=LAYER_SPECS[wildcards.model],
         ),
-        agreement=expand("results/{{model}}/agreement/{layer}.tsv", layer=LAYER_SPECS),
+        agreement=lambda wildcards: expand(
+            "results/{model}/agreement/{layer}.tsv",
+            model=wildcards.model,
+            layer=LAYER_SPECS[wildcards.model],
+        ),
     output:
         correlation="results/{model}/correlation.tsv",
         agreement="results/{model}/agreement.tsv",

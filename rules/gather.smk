@@ -4,7 +4,7 @@ rule gather:
             "results/{model}/ablation/chunks/{layer}/{chunk}.npz",
             model=wildcards.model,
             layer=wildcards.layer,
-            chunk=chunks(wildcards.layer),
+            chunk=chunks(wildcards.model, wildcards.layer),
         ),
         dataset=DATASET,
     output:

@@ -29,7 +29,11 @@ rule plot_overview:
 
 rule plot_sorted_units:
     input:
-        expand("results/{{model}}/ablation/{layer}.units.tsv", layer=LAYER_SPECS),
+        lambda wildcards: expand(
+            "results/{model}/ablation/{layer}.units.tsv",
+            model=wildcards.model,
+            layer=LAYER_SPECS[wildcards.model],
+        ),
     output:
         png=report(
             "results/figures/{model}.sorted_units.png",
@@ -44,7 +48,7 @@ rule plot_sorted_units:
     threads: 1
     params:
         code=code("plot_sorted_units.py"),
-        layers=LAYER_SPECS,
+        layers=lambda wildcards: LAYER_SPECS[wildcards.model],
         title="{model}",
         dpi=int(config["plots"]["dpi"]),
     script:
