@@ -222,15 +222,13 @@ def ablate_naive(
         model, layer, images, rotation, value, batch_size, device, mean_images
     )
     module = resolve_layer(model, layer)
-    x_all = torch.from_numpy(to_float(images)).to(device)
     y_all = torch.from_numpy(labels.astype(np.int64)).to(device)
 
-    def predict(batch: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [model(batch[i : i + batch_size]).argmax(1) for i in range(0, len(batch), batch_size)]
-        )
+    def predict() -> torch.Tensor:
+        # batch by batch: a paper-scale split as float32 would not fit in memory
+        return torch.cat([model(x).argmax(1) for x, _ in image_batches(images, None, batch_size, device)])
 
-    intact = predict(x_all)
+    intact = predict()
     broken = np.zeros((len(units), num_classes), dtype=np.int64)
     fixed = np.zeros_like(broken)
     for k, unit in enumerate(units):
@@ -238,7 +236,7 @@ def ablate_naive(
             lambda _m, _i, out, unit=unit: ablate_directions(out, [unit], q, values)[0]
         )
         try:
-            ablated = predict(x_all)
+            ablated = predict()
         finally:
             hook.remove()
         b, f = count_changes(intact, ablated.unsqueeze(0), y_all, num_classes)

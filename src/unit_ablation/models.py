@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,6 +23,10 @@ from unit_ablation.architecture import (
     scaled,
 )
 from unit_ablation.io import atomic_path
+from unit_ablation.zoo_layers import TORCHVISION_ARCH
+
+if TYPE_CHECKING:
+    from unit_ablation.zoo import TorchvisionClassifier
 
 # Fashion-MNIST training-set pixel statistics.
 FMNIST_MEAN = 0.2860
@@ -160,6 +164,8 @@ def build_model(
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     """The module whose output is the ablation point: an alias (`conv5`) or a module path."""
+    if hasattr(model, "layer_module"):  # zoo.TorchvisionClassifier resolves its own aliases and paths
+        return model.layer_module(name)
     if isinstance(model, FashionAlexNet):
         try:
             return model.features.get_submodule(canonical_layer(name))
@@ -174,8 +180,10 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         ) from error
 
 
-def save_checkpoint(model: FashionAlexNet, path: str | Path, metadata: dict[str, Any]) -> None:
-    """Write weights plus metadata (architecture, variant, training config, ...) atomically."""
+def save_checkpoint(
+    model: FashionAlexNet | TorchvisionClassifier, path: str | Path, metadata: dict[str, Any]
+) -> None:
+    """Write weights, `model.config` and metadata (variant, training config, ...) atomically."""
     payload = {
         "model_config": dict(model.config),
         "state_dict": model.state_dict(),
@@ -185,7 +193,7 @@ def save_checkpoint(model: FashionAlexNet, path: str | Path, metadata: dict[str,
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: str | Path) -> tuple[FashionAlexNet, dict[str, Any]]:
+def load_checkpoint(path: str | Path) -> tuple[FashionAlexNet | TorchvisionClassifier, dict[str, Any]]:
     """Model in eval mode and its metadata; loads with weights_only=True (no pickled code)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -193,19 +201,27 @@ def load_checkpoint(path: str | Path) -> tuple[FashionAlexNet, dict[str, Any]]:
         state = payload["state_dict"]
     except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
         raise ValueError(f"cannot read checkpoint {path}: {error}") from error
-    if config.get("arch") != ARCH_NAME:
-        raise ValueError(f"checkpoint {path} has architecture {config.get('arch')!r}, expected {ARCH_NAME!r}")
-    model = build_model(
-        num_classes=config["num_classes"],
-        width=config["width"],
-        dropout=config["dropout"],
-        batchnorm=config["batchnorm"],
-    )
+    arch = config.get("arch")
+    if arch == ARCH_NAME:
+        model = build_model(
+            num_classes=config["num_classes"],
+            width=config["width"],
+            dropout=config["dropout"],
+            batchnorm=config["batchnorm"],
+        )
+    elif arch == TORCHVISION_ARCH:
+        from unit_ablation.zoo import TorchvisionClassifier  # lazy: zoo imports this module
+
+        model = TorchvisionClassifier.from_config(config)
+    else:
+        raise ValueError(
+            f"checkpoint {path} has architecture {arch!r}, expected {ARCH_NAME!r} or {TORCHVISION_ARCH!r}"
+        )
     model.load_state_dict(state)
     model.eval()
     return model, json.loads(payload.get("metadata_json", "{}"))
 
 
-def load_model(path: str | Path) -> FashionAlexNet:
+def load_model(path: str | Path) -> FashionAlexNet | TorchvisionClassifier:
     """The checkpoint's model, in eval mode."""
     return load_checkpoint(path)[0]
