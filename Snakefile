@@ -12,6 +12,7 @@ validate(config, "schemas/config.schema.yaml")
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/pretrained.smk"
 include: "rules/extract.smk"
 include: "rules/attributes.smk"
 include: "rules/concepts.smk"

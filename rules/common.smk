@@ -1,5 +1,6 @@
 # Helpers shared by the rules: model and layer lists, chunking, and each rule's config slice.
 # Runs at parse time on the submit host and in every cluster job: keep it cheap (no torch).
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -13,8 +14,15 @@ from unit_ablation.code_hash import stage_code_hash
 from unit_ablation.cost import job_seconds, units_per_job
 from unit_ablation.fetch_data import IDX_NAMES
 from unit_ablation.layers import LayerSpec, parse_layer_spec
+from unit_ablation.zoo_layers import layer_units as zoo_layer_units
 
-DATASET = "results/data/fashion-mnist.npz"
+SOURCE = config["data"]["source"]
+DATASET = (
+    "results/data/fashion-mnist.npz"
+    if SOURCE == "fashion-mnist"
+    else "results/data/images.json"
+)
+PRETRAINED = config["pretrained"]
 FASHION_MNIST_TEST_IMAGES = 10_000
 MODEL_PREFIX = "fmnist-alexnet"
 # Where `make data` downloads when Debian's package is not available (working dir or checkout).
@@ -52,15 +60,58 @@ def model_name(variant, seed):
     return f"{MODEL_PREFIX}-{variant}-s{seed}"
 
 
-MODELS = {
+TRAINED = {
     model_name(variant, seed): (variant, seed)
     for variant in config["variants"]
     for seed in config["seeds"]
 }
+# model name -> (variant, seed); a pretrained model is its own variant
+MODELS = {**TRAINED, **{name: (name, 0) for name in PRETRAINED}}
+
+
+def check_models_and_data():
+    """Trained variants need Fashion-MNIST; pretrained torchvision models need image data."""
+    if SOURCE == "images":
+        if config["data"]["images"] is None:
+            raise WorkflowError(
+                "data.images: required with data.source: images (test, heldout, resize, crop, workers)"
+            )
+        if config["variants"]:
+            raise WorkflowError(
+                f"variants: {list(config['variants'])}: models are trained on Fashion-MNIST only;"
+                " with data.source: images set variants: {} and list models under pretrained:"
+            )
+    elif PRETRAINED:
+        raise WorkflowError(
+            f"pretrained: {list(PRETRAINED)}: torchvision models need data.source: images"
+            " (image folders); Fashion-MNIST studies train the built-in model (variants:)"
+        )
+    if PRETRAINED and config["concepts"]["root"] is not None:
+        raise WorkflowError(
+            "concepts.root: concept IoU feeds Broden images to the built-in model only so far;"
+            " set it to null for pretrained models"
+        )
+    clash = set(TRAINED) & set(PRETRAINED)
+    if clash:
+        raise WorkflowError(
+            f"pretrained: {sorted(clash)} clash with trained model names"
+        )
+    if not MODELS:
+        raise WorkflowError("no models: variants and pretrained are both empty")
+
+
+check_models_and_data()
+
+
+def name_pattern(names):
+    """A wildcard constraint matching exactly these names (nothing when there are none)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 def model_layers(model):
     """The layers a model is analysed at, as the config names them."""
+    if model in PRETRAINED:
+        return PRETRAINED[model].get("layers") or config["analysis"]["layers"]
     return config["analysis"]["layers"]
 
 
@@ -76,6 +127,14 @@ def layer_specs(model):
 
 
 def unit_count(model, layer_spec):
+    if model in PRETRAINED:
+        arch, layer = PRETRAINED[model]["arch"], parse_layer_spec(layer_spec).layer
+        if layer in PRETRAINED[model].get("units", {}):
+            return int(PRETRAINED[model]["units"][layer])
+        try:
+            return zoo_layer_units(arch, layer)
+        except (KeyError, ValueError) as error:
+            raise WorkflowError(f"pretrained.{model}.layers: {error.args[0]}")
     try:
         layer = canonical_layer(parse_layer_spec(layer_spec).layer)
     except (KeyError, ValueError) as error:
@@ -98,6 +157,11 @@ def chunk_size(model, layer_spec):
     ablation = config["ablation"]
     if ablation["chunk_size"] != "auto":
         return int(ablation["chunk_size"])
+    if model in PRETRAINED:
+        raise WorkflowError(
+            f"ablation.chunk_size: auto sizes jobs of the built-in model only; give {model} a number"
+            " of units per job (`python -m unit_ablation.plan_cost` prints the FLOPs per plan)"
+        )
     try:
         return units_per_job(
             target_seconds=60.0 * float(ablation["job_minutes"]),
@@ -174,6 +238,12 @@ for _model, _specs in LAYER_SPECS.items():
 
 def cumulative_layers(model):
     """A model's analysed layers (canonical basis) that get cumulative ablation curves."""
+    if model in PRETRAINED:
+        return [
+            layer
+            for layer in config["cumulative"]["layers"]
+            if layer in model_layers(model)
+        ]
     analysed = {canonical_layer(layer): layer for layer in model_layers(model)}
     layers = []
     for layer in config["cumulative"]["layers"]:
@@ -192,6 +262,15 @@ def cumulative_layers(model):
 
 
 CUMULATIVE_LAYERS = {model: cumulative_layers(model) for model in MODELS}
+for _layer in config["cumulative"]["layers"]:
+    if (
+        not any(_layer in layers for layers in CUMULATIVE_LAYERS.values())
+        and not TRAINED
+    ):
+        raise WorkflowError(
+            f"cumulative.layers: {_layer!r} is not a layer of any pretrained model"
+            f" ({ {name: model_layers(name) for name in PRETRAINED} })"
+        )
 
 
 def cumulative_tables():
@@ -322,3 +401,34 @@ def ablation_gpus():
     if device == "auto":
         return int(shutil.which("nvidia-smi") is not None)
     return int(device == "cuda")
+
+
+def weights_file(model):
+    """The local weights file of a pretrained model ([] for random init)."""
+    weights = PRETRAINED[model]["weights"]
+    if weights is None:
+        return []
+    if weights.startswith("torchvision:"):
+        enum = weights.split(":", 1)[1]
+        return f"resources/weights/{PRETRAINED[model]['arch']}.{enum}.pth"
+    return weights
+
+
+def image_set_inputs(split):
+    """The labels and class-names files of a flat image set (files Snakemake can watch)."""
+    image_set = image_sets()[split]
+    return [image_set[key] for key in ("labels", "class_names") if key in image_set]
+
+
+def image_sets():
+    """Config image sets per split; the attribute split is the test set unless given."""
+    images = config["data"]["images"]
+    return {"test": images["test"], "heldout": images["heldout"] or images["test"]}
+
+
+def image_cache(split):
+    """The cache folder of a split: both splits share one when they are the same image set."""
+    sets = image_sets()
+    if split == "heldout" and sets["heldout"] == sets["test"]:
+        split = "test"
+    return f"results/data/images/{split}"

@@ -38,7 +38,7 @@ rule summarize:
     params:
         code=code("summarize.py"),
         entries=[[model, layer] for model, layer in model_and_layer_pairs()],
-        reference_variant=next(iter(config["variants"])),
+        reference_variant=next(iter(MODELS.values()))[0],
         criteria=claim_criteria(),
         resamples=int(config["correlation"]["bootstrap"]),
         seed=int(config["correlation"]["seed"]),

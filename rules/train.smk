@@ -6,6 +6,8 @@ rule train:
         metadata="results/models/{model}.json",
     log:
         "results/logs/train/{model}.log",
+    wildcard_constraints:
+        model=name_pattern(TRAINED),
     cache: True
     conda:
         "../envs/train.yaml"

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from unit_ablation.data import load_dataset
 from unit_ablation.io import write_tsv
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,7 @@ def gather_to_files(
 ) -> None:
     """Write `{layer}.classes.tsv` and `{layer}.units.tsv` from the chunk files of one layer."""
     counts = load_chunks(chunk_paths)
-    with np.load(class_names_source, allow_pickle=False) as archive:
-        class_names = [str(name) for name in archive["class_names"]]
+    class_names = list(load_dataset(class_names_source).class_names)
     units = unit_table(counts, class_names, thresholds, fdr_alpha)
     write_tsv(class_table(counts, class_names, fdr_alpha), classes_output)
     write_tsv(units, units_output)

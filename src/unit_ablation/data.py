@@ -164,7 +164,12 @@ def prepare_fashion_mnist(
 
 
 def load_dataset(path: str | Path) -> Dataset:
-    """Load the cached splits written by `prepare_fashion_mnist`."""
+    """Load the cached splits written by `prepare_fashion_mnist`, or (a .json index) the image
+    caches written by `unit_ablation.images`."""
+    if str(path).endswith(".json"):
+        from unit_ablation.images import load_dataset_index
+
+        return load_dataset_index(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             images = {split: archive[f"{split}_images"] for split in SPLITS}

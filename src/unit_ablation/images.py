@@ -46,6 +46,7 @@ import PIL
 from PIL import Image, ImageFile
 
 from unit_ablation.data import Dataset
+from unit_ablation.io import atomic_path
 from unit_ablation.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -631,3 +632,38 @@ def image_dataset(splits: dict[str, str | Path]) -> Dataset:
         class_names=names,
         checksum=digest.hexdigest(),
     )
+
+
+def read_image_set(image_set: dict[str, str]) -> ImageList:
+    """The images of a config image set: {"folder": ...} (ImageFolder) or {"images", "labels",
+    "class_names"} (a flat validation layout)."""
+    if "folder" in image_set:
+        return read_image_folder(image_set["folder"])
+    return read_flat_layout(image_set["images"], image_set["labels"], image_set["class_names"])
+
+
+def decode_image_set(
+    image_set: dict[str, str], output_dir: str | Path, resize: int, crop: int, workers: int = 1
+) -> Path:
+    """Read a config image set and decode it into a cache folder (see `decode_to_cache`)."""
+    return decode_to_cache(read_image_set(image_set), output_dir, resize=resize, crop=crop, workers=workers)
+
+
+def write_dataset_index(splits: dict[str, str | Path], output: str | Path) -> None:
+    """A JSON file naming each split's cache folder, relative to the file: what `load_dataset` reads."""
+    output = Path(output)
+    for folder in splits.values():
+        load_image_cache(folder)  # a split that does not load fails here, not in every later job
+    relative = {split: os.path.relpath(folder, output.parent) for split, folder in splits.items()}
+    with atomic_path(output) as tmp:
+        Path(tmp).write_text(json.dumps({"splits": relative}, indent=2, sort_keys=True) + "\n")
+
+
+def load_dataset_index(path: str | Path) -> Dataset:
+    """The data set a `write_dataset_index` file describes."""
+    path = Path(path)
+    try:
+        splits = json.loads(path.read_text())["splits"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"cannot read the image data set index {path}: {error}") from error
+    return image_dataset({split: path.parent / folder for split, folder in splits.items()})

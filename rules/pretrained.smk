@@ -1,0 +1,44 @@
+rule fetch_weights:
+    output:
+        "resources/weights/{arch}.{enum}.pth",
+    log:
+        "results/logs/fetch_weights/{arch}.{enum}.log",
+    wildcard_constraints:
+        arch=r"[a-z0-9_]+",
+        enum=r"[A-Z0-9_]+",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    params:
+        code=code("fetch_weights.py"),
+        arch="{arch}",
+        enum="{enum}",
+        mirror=config["weights_mirror"],
+    script:
+        "../scripts/fetch_weights.py"
+
+
+rule prepare_model:
+    input:
+        weights=lambda wildcards: weights_file(wildcards.model),
+        dataset=DATASET,
+    output:
+        model="results/models/{model}.pt",
+        metadata="results/models/{model}.json",
+    log:
+        "results/logs/prepare_model/{model}.log",
+    wildcard_constraints:
+        model=name_pattern(PRETRAINED),
+    conda:
+        "../envs/extract.yaml"
+    threads: config["threads"]["extract"]
+    params:
+        code=code("prepare_model.py"),
+        model="{model}",
+        arch=lambda wildcards: PRETRAINED[wildcards.model]["arch"],
+        num_classes=lambda wildcards: int(PRETRAINED[wildcards.model]["num_classes"]),
+        weights=lambda wildcards: PRETRAINED[wildcards.model]["weights"],
+        batch_size=int(config["ablation"]["batch_size"]),
+        device=config["ablation"]["device"],
+    script:
+        "../scripts/prepare_model.py"

@@ -1,0 +1,15 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.glue import run_stage
+from unit_ablation.images import decode_image_set
+
+run_stage(
+    snakemake,
+    decode_image_set,
+    image_set=snakemake.params.image_set,
+    output_dir=snakemake.output[0],
+    resize=snakemake.params.resize,
+    crop=snakemake.params.crop,
+    workers=snakemake.threads,
+)

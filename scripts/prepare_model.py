@@ -1,0 +1,21 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.glue import run_stage
+from unit_ablation.pretrained import prepare_pretrained_to_file
+
+run_stage(
+    snakemake,
+    prepare_pretrained_to_file,
+    model_name=snakemake.params.model,
+    arch=snakemake.params.arch,
+    num_classes=snakemake.params.num_classes,
+    weights_path=snakemake.input.weights or None,
+    weights_source=snakemake.params.weights,
+    dataset_path=snakemake.input.dataset,
+    checkpoint_path=snakemake.output.model,
+    metadata_path=snakemake.output.metadata,
+    batch_size=snakemake.params.batch_size,
+    device=snakemake.params.device,
+    threads=snakemake.threads,
+)

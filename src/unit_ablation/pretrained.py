@@ -1,0 +1,90 @@
+"""Pretrained (not trained here) torchvision models: checkpoint and metadata for the workflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unit_ablation.ablation import choose_device, image_batches
+from unit_ablation.data import load_dataset
+from unit_ablation.io import atomic_path
+from unit_ablation.models import save_checkpoint
+from unit_ablation.progress import Progress
+from unit_ablation.zoo import build_torchvision
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def top1_accuracy(
+    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device
+) -> float:
+    """Top-1 accuracy in percent over uint8 images, batch by batch, with progress lines."""
+    progress = Progress(log, "evaluate", len(images), "images")
+    correct = 0
+    for x, y in image_batches(images, labels, batch_size, device):
+        correct += int((model(x).argmax(1) == y).sum())
+        progress.update(len(x))
+    return 100.0 * correct / len(labels)
+
+
+def prepare_pretrained_to_file(
+    model_name: str,
+    arch: str,
+    num_classes: int,
+    weights_path: str | Path | None,
+    weights_source: str | None,
+    dataset_path: str | Path,
+    checkpoint_path: str | Path,
+    metadata_path: str | Path,
+    batch_size: int = 250,
+    device: str = "auto",
+    threads: int = 1,
+) -> dict:
+    """Build `arch` with its weights (random init without), check it against the data set, measure
+    its test accuracy, and write the workflow's checkpoint and metadata JSON."""
+    torch.set_num_threads(max(1, threads))
+    start = time.monotonic()
+    dataset = load_dataset(dataset_path)
+    if dataset.num_classes != num_classes:
+        raise ValueError(
+            f"pretrained.{model_name}.num_classes is {num_classes}, but the data set {dataset_path} has"
+            f" {dataset.num_classes} classes"
+        )
+    model = build_torchvision(arch, num_classes, weights_path)
+    torch_device = choose_device(device)
+    model = model.to(torch_device).eval()
+    accuracy = top1_accuracy(model, dataset.images["test"], dataset.labels["test"], batch_size, torch_device)
+    log.info("%s (%s, weights %s): test accuracy %.2f%%", model_name, arch, weights_source, accuracy)
+    metadata = {
+        "model": model_name,
+        "architecture": dict(model.config),
+        "variant": model_name,
+        "seed": 0,  # not trained here; 0 keeps it in the per-seed tables
+        "weights": weights_source,
+        "weights_sha256": None if weights_path is None else file_sha256(weights_path),
+        "data_checksum": dataset.checksum,
+        "class_names": list(dataset.class_names),
+        "test_accuracy": accuracy,
+        "prepare_seconds": round(time.monotonic() - start, 1),
+        "torch_version": torch.__version__,
+        "device": str(torch_device),
+    }
+    save_checkpoint(model.cpu(), checkpoint_path, metadata)
+    with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
+        json.dump(metadata, handle, indent=2, sort_keys=True)
+    return metadata
