@@ -25,5 +25,6 @@ rule ablate:
         memory_mb=auto_or_number(config["ablation"]["memory_mb"], float),
         plan=config["ablation"]["plan"],
         device=config["ablation"]["device"],
+        precision=config["ablation"]["precision"],
     script:
         "../scripts/ablate.py"

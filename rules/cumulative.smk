@@ -24,5 +24,6 @@ rule cumulative:
         mean_split=mean_ablation_split(),
         batch_size=int(config["ablation"]["batch_size"]),
         device=config["ablation"]["device"],
+        precision=config["ablation"]["precision"],
     script:
         "../scripts/cumulative.py"

@@ -10,10 +10,14 @@ rule extract:
     conda:
         "../envs/extract.yaml"
     threads: config["threads"]["extract"]
+    resources:
+        gpu=ablation_gpus(),
     params:
         code=code("extract.py"),
         model="{model}",
         layer="{layer}",
         attribute_split=config["analysis"]["attribute_split"],
+        device=config["ablation"]["device"],
+        precision=config["ablation"]["precision"],
     script:
         "../scripts/extract.py"

@@ -32,6 +32,8 @@ rule prepare_model:
     conda:
         "../envs/extract.yaml"
     threads: config["threads"]["extract"]
+    resources:
+        gpu=ablation_gpus(),
     params:
         code=code("prepare_model.py"),
         model="{model}",
@@ -40,5 +42,6 @@ rule prepare_model:
         weights=lambda wildcards: PRETRAINED[wildcards.model]["weights"],
         batch_size=int(config["ablation"]["batch_size"]),
         device=config["ablation"]["device"],
+        precision=config["ablation"]["precision"],
     script:
         "../scripts/prepare_model.py"

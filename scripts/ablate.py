@@ -20,4 +20,5 @@ run_stage(
     mean_split=snakemake.params.mean_split,
     plan=snakemake.params.plan,
     memory_mb=snakemake.params.memory_mb,
+    precision=snakemake.params.precision,
 )

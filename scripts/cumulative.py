@@ -21,5 +21,6 @@ run_stage(
     mean_split=snakemake.params.mean_split,
     batch_size=snakemake.params.batch_size,
     device=snakemake.params.device,
+    precision=snakemake.params.precision,
     threads=snakemake.threads,
 )

@@ -13,4 +13,6 @@ run_stage(
     layer=snakemake.params.layer,
     attribute_split=snakemake.params.attribute_split,
     threads=snakemake.threads,
+    device=snakemake.params.device,
+    precision=snakemake.params.precision,
 )

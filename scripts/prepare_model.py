@@ -17,5 +17,6 @@ run_stage(
     metadata_path=snakemake.output.metadata,
     batch_size=snakemake.params.batch_size,
     device=snakemake.params.device,
+    precision=snakemake.params.precision,
     threads=snakemake.threads,
 )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch import nn
 
 from unit_ablation.basis import basis_matrix, to_basis
 from unit_ablation.data import load_dataset, to_float
+from unit_ablation.device import choose_device, image_batches, set_precision
 from unit_ablation.engine import AblationEngine, ablate_directions
 from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import atomic_path
@@ -48,19 +48,6 @@ class AblationCounts:
     head_flops: float = 0.0  # engine only: Linear/Conv2d FLOPs executed on the ablated copies
 
 
-def choose_device(name: str = "auto") -> torch.device:
-    """'auto' or 'cuda' use CUDA when it is available; otherwise (with a warning for 'cuda') the CPU."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"ablation device {name!r} not in ('auto', 'cpu', 'cuda')")
-    if name == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if name == "cuda":
-        log.warning("ablation.device is 'cuda' but CUDA is not available: running on the CPU")
-    return torch.device("cpu")
-
-
 def count_changes(
     intact: torch.Tensor, ablated: torch.Tensor, labels: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,16 +60,6 @@ def count_changes(
     broken = torch.bincount(cell[(intact_ok & ~ablated_ok).flatten()], minlength=size)
     fixed = torch.bincount(cell[(~intact_ok & ablated_ok).flatten()], minlength=size)
     return broken.view(-1, num_classes), fixed.view(-1, num_classes)
-
-
-def image_batches(
-    images: np.ndarray, labels: np.ndarray | None, batch_size: int, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """uint8 images (and labels) in order, as float batches in [0, 1] on `device`."""
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(to_float(images[start : start + batch_size])).to(device)
-        y = None if labels is None else torch.from_numpy(labels[start : start + batch_size].astype(np.int64))
-        yield x, None if y is None else y.to(device)
 
 
 @torch.no_grad()
@@ -260,6 +237,7 @@ def ablate_chunk_to_file(
     mean_split: str | None = None,
     plan: str = "auto",
     memory_mb: float | None = None,
+    precision: str = "exact",
 ) -> None:
     """Ablate one chunk of units of one (model, layer spec) and write the counts to .npz.
 
@@ -267,6 +245,7 @@ def ablate_chunk_to_file(
     `plan` is "auto" (the engine's choice), a plan name, or "naive" (the reference).
     """
     torch.set_num_threads(max(1, threads))
+    set_precision(precision)
     spec = parse_layer_spec(layer)
     torch_device = choose_device(device)
     model = load_model(model_path)
@@ -300,6 +279,8 @@ def ablate_chunk_to_file(
     metadata = {
         "plan": counts.plan,
         "device": str(torch_device),
+        "precision": precision,
+        "torch_version": torch.__version__,
         "value": value,
         "mean_split": mean_split,
         "layer": layer,

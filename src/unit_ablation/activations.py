@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from unit_ablation.basis import basis_matrix, to_basis
-from unit_ablation.data import load_dataset, to_float
+from unit_ablation.data import load_dataset
+from unit_ablation.device import choose_device, image_batches, set_precision
 from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import atomic_path
 from unit_ablation.layers import parse_layer_spec
@@ -28,24 +29,25 @@ def layer_statistics(
     rotation: np.ndarray | None = None,
     batch_size: int = 1000,
     label: str = "",
+    device: torch.device | None = None,
 ) -> dict[str, np.ndarray]:
     """Per image and unit: spatial mean, spatial max and fraction of zero positions; plus logits.
 
     Uses the same trunk/head split as the ablation engine, so any fx-traceable model works.
     """
-    split = split_model(model.eval(), layer)
-    q = None if rotation is None else torch.from_numpy(rotation).float()
+    device = device or torch.device("cpu")
+    split = split_model(model.eval().to(device), layer)
+    q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
     outputs: dict[str, list[np.ndarray]] = {"mean": [], "max": [], "zero_fraction": [], "logits": []}
     progress = Progress(log, f"extract {label}".strip(), len(images), "images")
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(to_float(images[start : start + batch_size]))
+    for x, _ in image_batches(images, None, batch_size, device):
         activation, side = run_trunk(split, x)
         logits = split.head(activation.clone(), *side)  # the head may work in place
         z = to_basis(activation, q).flatten(2)
-        outputs["mean"].append(z.mean(2).numpy())
-        outputs["max"].append(z.amax(2).numpy())
-        outputs["zero_fraction"].append((z == 0).float().mean(2).numpy())
-        outputs["logits"].append(logits.numpy())
+        outputs["mean"].append(z.mean(2).cpu().numpy())
+        outputs["max"].append(z.amax(2).cpu().numpy())
+        outputs["zero_fraction"].append((z == 0).float().mean(2).cpu().numpy())
+        outputs["logits"].append(logits.cpu().numpy())
         progress.update(len(x))
     return {key: np.concatenate(value) for key, value in outputs.items()}
 
@@ -59,9 +61,13 @@ def extract_to_file(
     eval_split: str = "test",
     batch_size: int = 1000,
     threads: int = 1,
+    device: str = "cpu",
+    precision: str = "exact",
 ) -> None:
     """Write `{eval,attr}_{mean,max,zero_fraction,logits,labels}` for one (model, layer spec) to .npz."""
     torch.set_num_threads(max(1, threads))
+    set_precision(precision)
+    torch_device = choose_device(device)
     spec = parse_layer_spec(layer)
     model = load_model(model_path)
     dataset = load_dataset(dataset_path)
@@ -70,7 +76,13 @@ def extract_to_file(
     payload: dict[str, np.ndarray] = {"class_names": np.array(dataset.class_names)}
     for prefix, split in (("eval", eval_split), ("attr", attribute_split)):
         stats = layer_statistics(
-            model, spec.layer, dataset.images[split], rotation, batch_size, label=f"{layer} {split}"
+            model,
+            spec.layer,
+            dataset.images[split],
+            rotation,
+            batch_size,
+            label=f"{layer} {split}",
+            device=torch_device,
         )
         for key, value in stats.items():
             payload[f"{prefix}_{key}"] = value

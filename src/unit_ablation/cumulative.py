@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from unit_ablation.ablation import choose_device, image_batches, prepare_ablation
+from unit_ablation.ablation import prepare_ablation
 from unit_ablation.data import load_dataset
+from unit_ablation.device import choose_device, image_batches, set_precision
 from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import write_tsv
 from unit_ablation.layers import parse_layer_spec
@@ -166,9 +167,11 @@ def cumulative_to_file(
     batch_size: int = 500,
     device: str = "auto",
     threads: int = 1,
+    precision: str = "exact",
 ) -> None:
     """Cumulative ablation curves of one (model, canonical layer), written to a TSV."""
     torch.set_num_threads(max(1, threads))
+    set_precision(precision)
     spec = parse_layer_spec(layer)
     if spec.rotation_seed is not None:
         raise ValueError(f"cumulative ablation takes canonical layers, not {layer!r}")

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unit_ablation.ablation import choose_device, image_batches
 from unit_ablation.data import load_dataset
+from unit_ablation.device import choose_device, image_batches, set_precision
 from unit_ablation.io import atomic_path
 from unit_ablation.models import save_checkpoint
 from unit_ablation.progress import Progress
@@ -54,10 +54,12 @@ def prepare_pretrained_to_file(
     batch_size: int = 250,
     device: str = "auto",
     threads: int = 1,
+    precision: str = "exact",
 ) -> dict:
     """Build `arch` with its weights (random init without), check it against the data set, measure
     its test accuracy, and write the workflow's checkpoint and metadata JSON."""
     torch.set_num_threads(max(1, threads))
+    set_precision(precision)
     start = time.monotonic()
     dataset = load_dataset(dataset_path)
     if dataset.num_classes != num_classes:
@@ -83,6 +85,7 @@ def prepare_pretrained_to_file(
         "prepare_seconds": round(time.monotonic() - start, 1),
         "torch_version": torch.__version__,
         "device": str(torch_device),
+        "precision": precision,
     }
     save_checkpoint(model.cpu(), checkpoint_path, metadata)
     with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
