@@ -31,7 +31,7 @@ from workflow_runs import PROJECT_ROOT, SNAKEMAKE, scheduled_jobs
 
 CLUSTER_PROFILE = PROJECT_ROOT / "profiles" / "slurm"
 TEST_PROFILE = PROJECT_ROOT / "profiles" / "slurm-test"
-GPU_RULES = ("ablate", "cumulative")
+GPU_RULES = ("ablate", "cumulative", "extract", "prepare_model")
 
 
 def load_profile(profile: Path) -> argparse.Namespace:
@@ -167,7 +167,8 @@ def test_dry_run_with_the_cluster_profile_needs_no_cluster(tmp_path):
     assert result.returncode == 0, output[-3000:]
     resources = dry_run_resources(output)
     args = load_profile(CLUSTER_PROFILE)
-    for rule in (*GPU_RULES, "train", "gather"):
+    fmnist_gpu_rules = ("ablate", "cumulative", "extract")  # prepare_model: pretrained models only
+    for rule in (*fmnist_gpu_rules, "train", "gather"):
         expected = rule_resources(args, rule, attempt=1)
         assert resources[rule], f"no {rule} job in the dry run"
         for line in resources[rule]:
@@ -175,7 +176,8 @@ def test_dry_run_with_the_cluster_profile_needs_no_cluster(tmp_path):
             for name in ("runtime", "mem_mb", "slurm_partition"):
                 assert items[name] == str(expected[name]), (rule, name, line)
             assert items.get("gpu", "0") == str(expected.get("gpu", 0)), (rule, line)
-    assert {rule for rule in GPU_RULES if "gpu=1" in " ".join(resources[rule])} == set(GPU_RULES)
+    with_gpu = {rule for rule in fmnist_gpu_rules if "gpu=1" in " ".join(resources[rule])}
+    assert with_gpu == set(fmnist_gpu_rules)
 
 
 @pytest.fixture(scope="session")

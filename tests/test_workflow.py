@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from snakemake.utils import validate
 from workflow_runs import PROJECT_ROOT, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.integration
@@ -43,8 +44,8 @@ def test_every_contract_file_exists(tiny_run):
     assert metadata["training"]["epochs"] == 1 and metadata["variant"] == "baseline"
     recorded = yaml.safe_load((results / "config.yaml").read_text())
     given = yaml.safe_load((tiny_run / "config.yaml").read_text())
-    given["data"].update(source="fashion-mnist", images=None)  # the schema's defaults, filled in
-    assert recorded == {**given, "pretrained": {}, "weights_mirror": None}  # the config this run used
+    validate(given, str(PROJECT_ROOT / "schemas" / "config.schema.yaml"))  # fills in the defaults
+    assert recorded == given and given["ablation"]["precision"] == "exact"  # the config this run used
     html = (results / "report.html").read_text(errors="replace")
     assert "overall_vs_max_class_drop.png" in html and "heatmap" in html
 
@@ -269,4 +270,4 @@ def test_gpu_jobs_claim_the_gpu_that_the_default_profile_has_one_of(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     blocks = (result.stdout + result.stderr).split("\nrule ")[1:]
     gpu_rules = {block.split(":")[0] for block in blocks if re.search(r"resources: .*\bgpu=1\b", block)}
-    assert gpu_rules == {"ablate", "cumulative"}
+    assert gpu_rules == {"ablate", "cumulative", "extract"}
