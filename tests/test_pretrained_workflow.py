@@ -45,12 +45,21 @@ def write_places365_weights(path: Path) -> Path:
     return path
 
 
-def study_config(tmp_path: Path) -> dict:
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory) -> Path:
+    """The image folder and the AlexNet weights file (228 MB), made once for every test here."""
+    folder = tmp_path_factory.mktemp("assets")
+    write_image_folder(folder / "images")
+    write_places365_weights(folder / "alexnet_places365.pth.tar")
+    return folder
+
+
+def study_config(assets: Path) -> dict:
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["data"].update(
         source="images",
         images={
-            "test": {"folder": str(write_image_folder(tmp_path / "images"))},
+            "test": {"folder": str(assets / "images")},
             "heldout": None,
             "resize": 72,
             "crop": 64,
@@ -62,7 +71,7 @@ def study_config(tmp_path: Path) -> dict:
         "alexnet-places": {
             "arch": "alexnet",
             "num_classes": 3,
-            "weights": str(write_places365_weights(tmp_path / "alexnet_places365.pth.tar")),
+            "weights": str(assets / "alexnet_places365.pth.tar"),
             "layers": ["conv5"],
         },
         "resnet18-random": {"arch": "resnet18", "num_classes": 3, "weights": None, "layers": ["layer4"]},
@@ -74,16 +83,16 @@ def study_config(tmp_path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pretrained_run(tmp_path_factory) -> Path:
+def pretrained_run(tmp_path_factory, assets) -> Path:
     workdir = tmp_path_factory.mktemp("pretrained")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(study_config(workdir)))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(study_config(assets)))
     result = snakemake(workdir)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     return workdir
 
 
-def test_dry_run_plans_models_times_layers_times_chunks(tmp_path):
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(study_config(tmp_path)))
+def test_dry_run_plans_models_times_layers_times_chunks(tmp_path, assets):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(study_config(assets)))
     result = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = scheduled_jobs(result.stdout + result.stderr)
@@ -114,18 +123,18 @@ def test_whole_workflow_runs_on_torchvision_models(pretrained_run):
     assert "18" in log  # the progress lines count the decoded images
 
 
-def test_weights_file_was_loaded_not_random(pretrained_run, tmp_path):
+def test_weights_file_was_loaded_not_random(pretrained_run, assets):
     from unit_ablation.models import load_model
 
     model = load_model(pretrained_run / "results" / "models" / "alexnet-places.pt")
-    saved = torch.load(pretrained_run / "alexnet_places365.pth.tar", weights_only=True)["state_dict"]
+    saved = torch.load(assets / "alexnet_places365.pth.tar", weights_only=True)["state_dict"]
     assert torch.equal(model.net.features[10].weight, saved["module.features.10.weight"])
     metadata = json.loads((pretrained_run / "results" / "models" / "alexnet-places.json").read_text())
     assert metadata["weights"].endswith("alexnet_places365.pth.tar") and len(metadata["weights_sha256"]) == 64
 
 
-def test_class_count_that_does_not_match_the_data_is_named(tmp_path):
-    config = study_config(tmp_path)
+def test_class_count_that_does_not_match_the_data_is_named(tmp_path, assets):
+    config = study_config(assets)
     config["pretrained"]["resnet18-random"]["num_classes"] = 5
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "results/models/resnet18-random.pt")
@@ -143,8 +152,8 @@ def test_class_count_that_does_not_match_the_data_is_named(tmp_path):
     ],
     ids=["unknown-layer", "training-on-images", "no-image-sets"],
 )
-def test_bad_pretrained_configs_are_named_before_any_job(tmp_path, edit, message):
-    config = study_config(tmp_path)
+def test_bad_pretrained_configs_are_named_before_any_job(tmp_path, assets, edit, message):
+    config = study_config(assets)
     edit(config)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n")
