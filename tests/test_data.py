@@ -61,3 +61,14 @@ def test_missing_idx_file_is_named_and_nothing_written(idx_folder, tmp_path):
         prepare_fashion_mnist(idx_folder, tmp_path / "out" / "d.npz", heldout_size=50, seed=0)
     out = tmp_path / "out"
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_class_names_are_read_without_the_images(tmp_path):
+    from unit_ablation.data import load_class_names
+
+    path = tmp_path / "prepared.npz"
+    np.savez(path, class_names=np.array(["a", "b"]))  # no image arrays: only the names are read
+    assert load_class_names(path) == ("a", "b")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="broken.npz"):
+        load_class_names(tmp_path / "broken.npz")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from unit_ablation.data import load_dataset
+from unit_ablation.data import load_class_names
 from unit_ablation.io import write_tsv
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def gather_to_files(
 ) -> None:
     """Write `{layer}.classes.tsv` and `{layer}.units.tsv` from the chunk files of one layer."""
     counts = load_chunks(chunk_paths)
-    class_names = list(load_dataset(class_names_source).class_names)
+    class_names = list(load_class_names(class_names_source))
     units = unit_table(counts, class_names, thresholds, fdr_alpha)
     write_tsv(class_table(counts, class_names, fdr_alpha), classes_output)
     write_tsv(units, units_output)

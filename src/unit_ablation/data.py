@@ -181,6 +181,17 @@ def load_dataset(path: str | Path) -> Dataset:
     return Dataset(images=images, labels=labels, class_names=names, checksum=checksum)
 
 
+def load_class_names(path: str | Path) -> tuple[str, ...]:
+    """The class names of a prepared data set, without loading its images."""
+    if str(path).endswith(".json"):
+        return load_dataset(path).class_names  # image caches are memory-mapped: nothing is read
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return tuple(str(name) for name in archive["class_names"])
+    except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
+        raise ValueError(f"cannot read class names from prepared dataset {path}: {error}") from error
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     """uint8 images to float32 in [0, 1]."""
     return images.astype(np.float32) / 255.0

@@ -8,14 +8,13 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from unit_ablation.data import load_dataset
-from unit_ablation.device import choose_device, image_batches, set_precision
+from unit_ablation.device import choose_device, set_precision
 from unit_ablation.io import atomic_path
 from unit_ablation.models import save_checkpoint
-from unit_ablation.progress import Progress
+from unit_ablation.training import accuracy as test_accuracy
 from unit_ablation.zoo import build_torchvision
 
 log = logging.getLogger(__name__)
@@ -27,19 +26,6 @@ def file_sha256(path: str | Path) -> str:
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
-
-@torch.no_grad()
-def top1_accuracy(
-    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device
-) -> float:
-    """Top-1 accuracy in percent over uint8 images, batch by batch, with progress lines."""
-    progress = Progress(log, "evaluate", len(images), "images")
-    correct = 0
-    for x, y in image_batches(images, labels, batch_size, device):
-        correct += int((model(x).argmax(1) == y).sum())
-        progress.update(len(x))
-    return 100.0 * correct / len(labels)
 
 
 def prepare_pretrained_to_file(
@@ -70,7 +56,7 @@ def prepare_pretrained_to_file(
     model = build_torchvision(arch, num_classes, weights_path)
     torch_device = choose_device(device)
     model = model.to(torch_device).eval()
-    accuracy = top1_accuracy(model, dataset.images["test"], dataset.labels["test"], batch_size, torch_device)
+    accuracy = test_accuracy(model, dataset.images["test"], dataset.labels["test"], batch_size, torch_device)
     log.info("%s (%s, weights %s): test accuracy %.2f%%", model_name, arch, weights_source, accuracy)
     metadata = {
         "model": model_name,

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from unit_ablation.data import load_dataset, to_float
+from unit_ablation.data import load_dataset
+from unit_ablation.device import image_batches
 from unit_ablation.io import atomic_path
 from unit_ablation.models import FashionAlexNet, build_model, save_checkpoint
 from unit_ablation.progress import Progress
@@ -90,20 +91,21 @@ def train_model(
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 1000) -> torch.Tensor:
-    """Logits of the model (in eval mode) for uint8 images."""
+def accuracy(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = 1000,
+    device: torch.device | None = None,
+) -> float:
+    """Top-1 accuracy in percent, batch by batch on `device` (default the CPU), with progress lines."""
     model.eval()
-    outputs = [
-        model(torch.from_numpy(to_float(images[i : i + batch_size])))
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(outputs) if outputs else torch.empty(0)
-
-
-def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy in percent."""
-    predictions = predict_logits(model, images).argmax(1).numpy()
-    return float(100.0 * np.mean(predictions == labels))
+    progress = Progress(log, "evaluate", len(images), "images")
+    correct = 0
+    for x, y in image_batches(images, labels, batch_size, device or torch.device("cpu")):
+        correct += int((model(x).argmax(1) == y).sum())
+        progress.update(len(x))
+    return 100.0 * correct / len(labels)
 
 
 def train_to_checkpoint(
