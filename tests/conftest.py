@@ -46,6 +46,20 @@ def idx_folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+        ),
+    ]
+)
+def compute_device(request: pytest.FixtureRequest) -> str:
+    """Where the exactness tests run: the CPU always, and CUDA too where a GPU is present."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def _trained_models() -> dict[bool, torch.nn.Module]:
     """Small models (plain and BN) trained briefly on synthetic bars: accurate, but not perfect."""

@@ -64,7 +64,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("layer", "rotation_seed", "value"), CASES)
-def test_engine_matches_the_naive_reference(small_model, layer, rotation_seed, value):
+def test_engine_matches_the_naive_reference(small_model, layer, rotation_seed, value, compute_device):
     images, labels = synthetic_images(120, seed=11)
     units_total = small_model.unit_count(layer)
     rotation = None if rotation_seed is None else random_rotation(units_total, rotation_seed)
@@ -80,8 +80,11 @@ def test_engine_matches_the_naive_reference(small_model, layer, rotation_seed, v
         value=value,
         batch_size=50,
         units_per_pass=7,  # divides neither the units nor the images
+        device=compute_device,
     )
-    naive = ablate_naive(small_model, layer, images, labels, units, 10, rotation=rotation, value=value)
+    naive = ablate_naive(
+        small_model, layer, images, labels, units, 10, rotation=rotation, value=value, device=compute_device
+    )
     assert naive.broken.sum() + naive.fixed.sum() > 0, "the case must change some predictions"
     np.testing.assert_array_equal(engine.broken, naive.broken)
     np.testing.assert_array_equal(engine.fixed, naive.fixed)

@@ -41,3 +41,33 @@ def test_batches_are_scaled_in_order_and_cover_every_image():
     x = torch.cat([x for x, _ in batches])
     assert torch.equal(x, torch.from_numpy(images.astype(np.float32) / 255.0))
     assert torch.cat([y for _, y in batches]).tolist() == labels.tolist()
+
+
+@pytest.mark.parametrize("precision", ["fast", "exact"])
+def test_the_engine_and_the_reference_compute_in_the_precision_asked_for(precision, monkeypatch):
+    from conftest import synthetic_images
+
+    from unit_ablation import ablation
+    from unit_ablation.models import build_model
+
+    seen = []
+    predictions = ablation.AblationEngine.predictions
+    resolve_layer = ablation.resolve_layer
+
+    def spy_predictions(self, *args):
+        seen.append(("engine", torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return predictions(self, *args)
+
+    def spy_resolve(*args):
+        seen.append(("naive", torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return resolve_layer(*args)
+
+    monkeypatch.setattr(ablation.AblationEngine, "predictions", spy_predictions)
+    monkeypatch.setattr(ablation, "resolve_layer", spy_resolve)
+    set_precision("exact" if precision == "fast" else "fast")  # the opposite, left by an earlier stage
+    model = build_model(width=0.25).eval()
+    images, labels = synthetic_images(8, seed=3)
+    ablation.ablate_units(model, "conv5", images, labels, [0, 1], 10, precision=precision, batch_size=4)
+    ablation.ablate_naive(model, "conv5", images, labels, [0], 10, precision=precision)
+    tf32 = precision == "fast"
+    assert seen == [("engine", tf32, tf32)] * 2 + [("naive", tf32, tf32)]

@@ -62,12 +62,24 @@ TORCHVISION_CASES = [
 ]
 
 
-def assert_same_counts(model, layer, images, labels, units, rotation=None, value="zero", **engine_options):
+def assert_same_counts(
+    model, layer, images, labels, units, rotation=None, value="zero", device="cpu", **engine_options
+):
+    """Engine and naive reference on the same device (exact mode) give identical integer counts."""
     engine = ablate_units(
-        model, layer, images, labels, units, 10, rotation=rotation, value=value, **engine_options
+        model,
+        layer,
+        images,
+        labels,
+        units,
+        10,
+        rotation=rotation,
+        value=value,
+        device=device,
+        **engine_options,
     )
     naive = ablate_naive(
-        model, layer, images, labels, units, 10, rotation=rotation, value=value, batch_size=64
+        model, layer, images, labels, units, 10, rotation=rotation, value=value, batch_size=64, device=device
     )
     assert naive.broken.sum() + naive.fixed.sum() > 0, "the case must change some predictions"
     np.testing.assert_array_equal(engine.broken, naive.broken)
@@ -79,7 +91,9 @@ def assert_same_counts(model, layer, images, labels, units, rotation=None, value
 @pytest.mark.parametrize(("name", "layer", "size", "plan", "rotated_plan"), TORCHVISION_CASES)
 @pytest.mark.parametrize("rotated", [False, True], ids=["canonical", "rotated"])
 @pytest.mark.parametrize("value", ["zero", "mean"])
-def test_torchvision_models_match_the_naive_reference(name, layer, size, plan, rotated_plan, rotated, value):
+def test_torchvision_models_match_the_naive_reference(
+    name, layer, size, plan, rotated_plan, rotated, value, compute_device
+):
     model = torchvision_model(name, size)
     images, _ = synthetic_images(48, seed=31)
     # labels = the intact model's predictions on half the images, random on the rest: both
@@ -92,7 +106,16 @@ def test_torchvision_models_match_the_naive_reference(name, layer, size, plan, r
     rotation = random_rotation(units_total, seed=5) if rotated else None
     units = list(range(0, units_total, max(1, units_total // 24)))  # a spread of units, fast enough
     counts = assert_same_counts(
-        model, layer, images, labels, units, rotation=rotation, value=value, batch_size=20, units_per_pass=7
+        model,
+        layer,
+        images,
+        labels,
+        units,
+        rotation=rotation,
+        value=value,
+        device=compute_device,
+        batch_size=20,
+        units_per_pass=7,
     )
     assert counts.plan == (rotated_plan if rotated else plan)
 
@@ -108,7 +131,9 @@ def test_torchvision_models_match_the_naive_reference(name, layer, size, plan, r
     ],
 )
 @pytest.mark.parametrize("value", ["zero", "mean"])
-def test_builtin_model_plans_match_the_naive_reference(small_model, layer, rotated, plan, value):
+def test_builtin_model_plans_match_the_naive_reference(
+    small_model, layer, rotated, plan, value, compute_device
+):
     images, labels = synthetic_images(90, seed=32)
     units_total = small_model.unit_count(layer)
     rotation = random_rotation(units_total, seed=6) if rotated else None
@@ -120,6 +145,7 @@ def test_builtin_model_plans_match_the_naive_reference(small_model, layer, rotat
         list(range(units_total)),
         rotation=rotation,
         value=value,
+        device=compute_device,
         batch_size=1 if layer == "conv5" and not rotated else 40,
         units_per_pass=5,
     )

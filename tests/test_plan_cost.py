@@ -45,3 +45,26 @@ def test_study_flops_count_the_trunk_once_per_job():
     plan = PlanCost("delta", trunk_flops=10.0, head_flops=2.0)
     assert plan.study_flops(units=4, images=3) == 3 * (10 + 4 * 2)
     assert plan.study_flops(units=4, images=3, jobs=2) == 3 * (2 * 10 + 4 * 2)
+
+
+@pytest.mark.parametrize(
+    ("arch", "layer", "rotated"), [("alexnet", "conv5", False), ("resnet18", "layer4", True)]
+)
+def test_measured_rate_divides_the_engines_flops_by_the_time(arch, layer, rotated):
+    from unit_ablation.paper_rate import measure_case
+    from unit_ablation.zoo import TorchvisionClassifier
+
+    row = measure_case(arch, layer, rotated, images=6, units=3, size=64, device="cpu", batch_size=4)
+    model = TorchvisionClassifier(arch).eval()
+    expected = next(
+        c for c in plan_costs(model, layer, (3, 64, 64), rotated=rotated) if c.plan == row["plan"]
+    )
+    assert row["plan"] == ("closed-form" if arch == "resnet18" else "delta")
+    # the executed FLOPs are the cost model's for 3 units on 6 images (float sums: rel 1e-9)
+    assert row["tflop"] * 1e12 == pytest.approx(expected.study_flops(3, 6), rel=1e-9)
+    assert row["tflops_per_s"] == pytest.approx(row["tflop"] / row["seconds"], rel=1e-12)
+    whole_layer = expected.study_flops(model.unit_count(layer), 50_000)
+    assert row["whole_layer_50k_minutes"] * 60 == pytest.approx(
+        whole_layer / (row["tflops_per_s"] * 1e12), rel=1e-9
+    )
+    assert (row["device"], row["precision"], row["images"], row["units"]) == ("cpu", "exact", 6, 3)

@@ -281,8 +281,8 @@ ENGINE_CASES = [
 
 
 @pytest.mark.parametrize(("name", "layer", "rotated", "count"), ENGINE_CASES)
-def test_engine_matches_the_naive_reference(zoo, name, layer, rotated, count):
-    model = zoo(name)
+def test_engine_matches_the_naive_reference(zoo, name, layer, rotated, count, compute_device):
+    model = zoo(name).cpu()  # the CUDA case moves the shared model; start each case on the CPU
     images = block_images(count, SIZES[name], seed=1)
     with torch.no_grad():
         predicted = model(as_float(images)).argmax(1).numpy()
@@ -293,10 +293,27 @@ def test_engine_matches_the_naive_reference(zoo, name, layer, rotated, count):
     rotation = basis_matrix(total, 0) if rotated else None
     units = busiest_units(model, layer, images, 5)
     engine = ablate_units(
-        model, layer, images, labels, units, NUM_CLASSES, rotation=rotation, batch_size=8, units_per_pass=3
+        model,
+        layer,
+        images,
+        labels,
+        units,
+        NUM_CLASSES,
+        rotation=rotation,
+        batch_size=8,
+        units_per_pass=3,
+        device=compute_device,
     )
     naive = ablate_naive(
-        model, layer, images, labels, units, NUM_CLASSES, rotation=rotation, batch_size=count
+        model,
+        layer,
+        images,
+        labels,
+        units,
+        NUM_CLASSES,
+        rotation=rotation,
+        batch_size=count,
+        device=compute_device,
     )
     # exact: identical integer counts, no tolerance
     assert naive.broken.sum() + naive.fixed.sum() > 0, "the case must change some predictions"

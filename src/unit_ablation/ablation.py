@@ -101,13 +101,6 @@ def ablation_values(
     raise ValueError(f"ablation value {value!r} not in {ABLATION_VALUES}")
 
 
-def use_exact_mode(device: torch.device) -> None:
-    """fp32 without TF32 on CUDA: the mode in which the engine matches the naive reference."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-
-
 def prepare_ablation(
     model: nn.Module,
     layer: str,
@@ -117,11 +110,14 @@ def prepare_ablation(
     batch_size: int,
     device: str | torch.device,
     mean_images: np.ndarray | None,
+    precision: str = "exact",
 ) -> tuple[torch.device, torch.Tensor | None, torch.Tensor]:
-    """Device (in exact mode) with the model on it, the rotation as a tensor, and each unit's
-    ablation value. Shared by the engine, the naive reference and cumulative ablation."""
+    """Device (in `precision` mode) with the model on it, the rotation as a tensor, and each unit's
+    ablation value. Shared by the engine, the naive reference and cumulative ablation.
+
+    `exact` (TF32 off) is the mode in which the engine matches the naive reference on CUDA."""
     device = torch.device(device)
-    use_exact_mode(device)
+    set_precision(precision)
     model.eval().to(device)
     q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
     reference = images if mean_images is None else mean_images
@@ -144,14 +140,16 @@ def ablate_units(
     mean_images: np.ndarray | None = None,
     plan: str = "auto",
     memory_budget_mb: float | None = None,
+    precision: str = "exact",
 ) -> AblationCounts:
     """The engine: counts for every unit in `units`, with the plan chosen for (model, layer, basis).
 
     Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
     `units_per_pass` fixes K, the ablated copies per pass; by default K follows the memory budget.
+    `precision` is `exact` (fp32, TF32 off) or `fast` (TF32 on GPUs that have it).
     """
     device, q, values = prepare_ablation(
-        model, layer, images, rotation, value, batch_size, device, mean_images
+        model, layer, images, rotation, value, batch_size, device, mean_images, precision
     )
     engine = AblationEngine(model, layer, q, plan, units_per_pass, memory_budget_mb)
     broken = torch.zeros(len(units), num_classes, dtype=torch.long, device=device)
@@ -190,13 +188,14 @@ def ablate_naive(
     batch_size: int = 500,
     device: str | torch.device = "cpu",
     mean_images: np.ndarray | None = None,
+    precision: str = "exact",
 ) -> AblationCounts:
     """Reference: a full forward pass per unit, with a hook that ablates the layer's output.
 
     Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
     """
     device, q, values = prepare_ablation(
-        model, layer, images, rotation, value, batch_size, device, mean_images
+        model, layer, images, rotation, value, batch_size, device, mean_images, precision
     )
     module = resolve_layer(model, layer)
     y_all = torch.from_numpy(labels.astype(np.int64)).to(device)
@@ -245,7 +244,6 @@ def ablate_chunk_to_file(
     `plan` is "auto" (the engine's choice), a plan name, or "naive" (the reference).
     """
     torch.set_num_threads(max(1, threads))
-    set_precision(precision)
     spec = parse_layer_spec(layer)
     torch_device = choose_device(device)
     model = load_model(model_path)
@@ -266,6 +264,7 @@ def ablate_chunk_to_file(
         batch_size=batch_size,
         device=torch_device,
         mean_images=None if mean_split is None else dataset.images[mean_split],
+        precision=precision,
     )
     images, labels = dataset.images[eval_split], dataset.labels[eval_split]
     if plan == "naive":

@@ -18,7 +18,7 @@ from torch import nn
 
 from unit_ablation.ablation import prepare_ablation
 from unit_ablation.data import load_dataset
-from unit_ablation.device import choose_device, image_batches, set_precision
+from unit_ablation.device import choose_device, image_batches
 from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import write_tsv
 from unit_ablation.layers import parse_layer_spec
@@ -171,7 +171,6 @@ def cumulative_to_file(
 ) -> None:
     """Cumulative ablation curves of one (model, canonical layer), written to a TSV."""
     torch.set_num_threads(max(1, threads))
-    set_precision(precision)
     spec = parse_layer_spec(layer)
     if spec.rotation_seed is not None:
         raise ValueError(f"cumulative ablation takes canonical layers, not {layer!r}")
@@ -181,7 +180,7 @@ def cumulative_to_file(
     images, labels = dataset.images[eval_split], dataset.labels[eval_split]
     mean_images = None if mean_split is None else dataset.images[mean_split]
     torch_device, _, values = prepare_ablation(
-        model, layer, images, None, value, batch_size, choose_device(device), mean_images
+        model, layer, images, None, value, batch_size, choose_device(device), mean_images, precision
     )
     count = model.unit_count(layer)
     chosen = choose_classes(class_damage, classes)
