@@ -242,3 +242,41 @@ def test_benchmark_runs_and_reports_every_key(idx_folder, tmp_path):
     assert result["identical"] is True and code == 0
     assert result["plan"] == "delta" and result["units"] == 64 and result["images"] == 60
     assert result["peak_gflops"] > 0 and result["engine_gflop"] > 0
+
+
+def test_out_of_memory_in_the_trunk_halves_the_image_batch_and_the_counts_stay_exact(
+    small_model, monkeypatch, caplog
+):
+    import logging
+
+    from unit_ablation import engine as engine_module
+
+    images, labels = synthetic_images(70, seed=36)
+    units = list(range(small_model.unit_count("conv5")))
+    reference = ablate_units(small_model, "conv5", images, labels, units, 10, batch_size=70)
+    assert reference.broken.sum() > 0
+    trunk = engine_module.run_trunk
+    sizes = []
+
+    def small_memory_trunk(split, x):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 16:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return trunk(split, x)
+
+    monkeypatch.setattr(engine_module, "run_trunk", small_memory_trunk)
+    with caplog.at_level(logging.WARNING):
+        counts = ablate_units(small_model, "conv5", images, labels, units, 10, batch_size=70)
+    assert "a batch of 70 images: halving to 35" in caplog.text
+    assert "a batch of 35 images: halving to 17" in caplog.text
+    assert "a batch of 17 images: halving to 8" in caplog.text
+    assert sizes[:4] == [70, 35, 17, 8] and max(sizes[4:]) == 8 and sum(sizes[3:]) == 70
+    for name in ("broken", "fixed", "correct", "n"):
+        np.testing.assert_array_equal(getattr(counts, name), getattr(reference, name))
+
+    def no_memory_trunk(split, x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    monkeypatch.setattr(engine_module, "run_trunk", no_memory_trunk)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        ablate_units(small_model, "conv5", images, labels, units, 10, batch_size=4)

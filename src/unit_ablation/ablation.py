@@ -20,14 +20,23 @@ import torch
 from torch import nn
 
 from unit_ablation.basis import basis_matrix, to_basis
+from unit_ablation.code_hash import stage_code_hash
 from unit_ablation.data import load_dataset, to_float
-from unit_ablation.device import choose_device, image_batches, set_precision
-from unit_ablation.engine import AblationEngine, ablate_directions
+from unit_ablation.device import choose_device, device_batch, image_batches, set_precision, software_versions
+from unit_ablation.engine import AblationEngine, ablate_directions, is_out_of_memory
 from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import atomic_path
 from unit_ablation.layers import parse_layer_spec
 from unit_ablation.models import load_model, resolve_layer
 from unit_ablation.progress import Progress
+from unit_ablation.resume import (
+    PartialCounts,
+    ProgressSaver,
+    file_identity,
+    fingerprint,
+    load_progress,
+    progress_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +150,16 @@ def ablate_units(
     plan: str = "auto",
     memory_budget_mb: float | None = None,
     precision: str = "exact",
+    resume: PartialCounts | None = None,
+    saver: ProgressSaver | None = None,
 ) -> AblationCounts:
     """The engine: counts for every unit in `units`, with the plan chosen for (model, layer, basis).
 
     Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
     `units_per_pass` fixes K, the ablated copies per pass; by default K follows the memory budget.
     `precision` is `exact` (fp32, TF32 off) or `fast` (TF32 on GPUs that have it).
+    `resume` continues from the counts of a killed run's first images; `saver` saves the counts
+    so far when it is due (the counts are sums over images, so the result is the same).
     """
     device, q, values = prepare_ablation(
         model, layer, images, rotation, value, batch_size, device, mean_images, precision
@@ -155,14 +168,37 @@ def ablate_units(
     broken = torch.zeros(len(units), num_classes, dtype=torch.long, device=device)
     fixed = torch.zeros_like(broken)
     correct = torch.zeros(num_classes, dtype=torch.long, device=device)
+    done = 0
     progress = Progress(log, f"ablate {layer} ({engine.plan})", len(images), "images")
-    for x, y in image_batches(images, labels, batch_size, device):
-        intact, predictions = engine.predictions(x, units, values)
+    if resume is not None:
+        done = resume.images_done
+        broken += torch.from_numpy(resume.broken).to(device)
+        fixed += torch.from_numpy(resume.fixed).to(device)
+        correct += torch.from_numpy(resume.correct).to(device)
+        log.info("resuming at image %d of %d", done, len(images))
+        progress.update(done, note="from the saved progress")
+    while done < len(images):
+        x, y = device_batch(images[done : done + batch_size], labels[done : done + batch_size], device)
+        try:
+            intact, predictions = engine.predictions(x, units, values)
+        except (RuntimeError, MemoryError) as error:
+            # the head already went down to one copy per pass (or the trunk itself ran out)
+            if not is_out_of_memory(error) or batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            log.warning("out of memory with a batch of %d images: halving to %d", len(x), batch_size)
+            del x, y
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
         correct += torch.bincount(y[intact == y], minlength=num_classes)
         b, f = count_changes(intact, predictions, y, num_classes)
         broken += b
         fixed += f
+        done += len(x)
         progress.update(len(x), note=f"{len(units)} units")
+        if saver is not None and saver.due() and done < len(images):
+            saver.save(PartialCounts(done, broken.cpu().numpy(), fixed.cpu().numpy(), correct.cpu().numpy()))
     return AblationCounts(
         np.array(units),
         broken.cpu().numpy(),
@@ -237,11 +273,14 @@ def ablate_chunk_to_file(
     plan: str = "auto",
     memory_mb: float | None = None,
     precision: str = "exact",
+    save_seconds: float = 300.0,
 ) -> None:
     """Ablate one chunk of units of one (model, layer spec) and write the counts to .npz.
 
     With `value="mean"` each unit is set to its mean over the images of `mean_split`.
     `plan` is "auto" (the engine's choice), a plan name, or "naive" (the reference).
+    The engine saves its progress every `save_seconds` beside the output; a rerun of the same
+    job after a kill resumes from there and writes the same counts.
     """
     torch.set_num_threads(max(1, threads))
     spec = parse_layer_spec(layer)
@@ -267,24 +306,35 @@ def ablate_chunk_to_file(
         precision=precision,
     )
     images, labels = dataset.images[eval_split], dataset.labels[eval_split]
+    saver = resumed = None
     if plan == "naive":
         counts = ablate_naive(model, spec.layer, images, labels, units, dataset.num_classes, **common)
     else:
+        job = fingerprint(
+            model=file_identity(model_path), dataset=file_identity(dataset_path), layer=layer, units=units,
+            eval_split=eval_split, value=value, mean_split=mean_split, plan=plan, precision=precision,
+            device=torch_device.type, torch=torch.__version__,
+            code=stage_code_hash(Path(__file__), Path(__file__).parent),
+        )  # fmt: skip
+        saver = ProgressSaver(progress_path(output), job, save_seconds)
+        resumed = load_progress(saver.path, job, (len(units), dataset.num_classes))
         counts = ablate_units(
             model, spec.layer, images, labels, units, dataset.num_classes,
-            units_per_pass=units_per_pass, plan=plan, memory_budget_mb=memory_mb, **common,
+            units_per_pass=units_per_pass, plan=plan, memory_budget_mb=memory_mb,
+            resume=resumed, saver=saver, **common,
         )  # fmt: skip
     seconds = time.monotonic() - start
     metadata = {
         "plan": counts.plan,
         "device": str(torch_device),
         "precision": precision,
-        "torch_version": torch.__version__,
         "value": value,
         "mean_split": mean_split,
         "layer": layer,
         "seconds": round(seconds, 2),
         "eval_split": eval_split,
+        "resumed_at_image": 0 if resumed is None else resumed.images_done,
+        **software_versions(),
     }
     with atomic_path(output) as tmp, open(tmp, "wb") as handle:
         np.savez(
@@ -296,4 +346,6 @@ def ablate_chunk_to_file(
             correct=counts.correct,
             metadata=np.array(json.dumps(metadata)),
         )
+    if saver is not None:
+        saver.finish()
     log.info("wrote %s in %.1fs with plan %s", output, seconds, counts.plan)

@@ -16,6 +16,20 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("exact", "fast")
 
 
+def software_versions() -> dict[str, str]:
+    """Versions that can change results, for the metadata of every model and ablation chunk."""
+    from importlib import metadata
+    from platform import python_version
+
+    versions = {"python_version": python_version(), "torch_version": torch.__version__}
+    for package in ("torchvision", "numpy", "snakemake"):
+        try:
+            versions[f"{package}_version"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[f"{package}_version"] = "not installed"
+    return versions
+
+
 def set_precision(mode: str) -> None:
     """`exact`: fp32 matmuls and convolutions (TF32 off), the default; `fast`: TF32 on GPUs that
     have it (about 10 mantissa bits: predictions near a tie can then differ from the CPU's)."""
@@ -43,10 +57,18 @@ def image_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """uint8 images (and labels) in order, as float batches in [0, 1] on `device`."""
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(to_float(images[start : start + batch_size]))
-        if device.type == "cuda":  # pinned host memory: a faster, asynchronous copy
-            x = x.pin_memory().to(device, non_blocking=True)
-        else:
-            x = x.to(device)
-        y = None if labels is None else torch.from_numpy(labels[start : start + batch_size].astype(np.int64))
-        yield x, None if y is None else y.to(device)
+        end = start + batch_size
+        yield device_batch(images[start:end], None if labels is None else labels[start:end], device)
+
+
+def device_batch(
+    images: np.ndarray, labels: np.ndarray | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One batch of uint8 images (and labels) as floats in [0, 1] on `device`."""
+    x = torch.from_numpy(to_float(images))
+    if device.type == "cuda":  # pinned host memory: a faster, asynchronous copy
+        x = x.pin_memory().to(device, non_blocking=True)
+    else:
+        x = x.to(device)
+    y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
+    return x, y

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     umask = os.umask(0)
@@ -29,6 +31,13 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temporaries(target: Path) -> None:
+    """Delete the temporary files a killed writer of `target` left (one job writes each output)."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
 
 
 def write_tsv(table: pd.DataFrame, path: str | Path) -> None:

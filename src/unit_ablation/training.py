@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from unit_ablation.data import load_dataset
-from unit_ablation.device import image_batches
+from unit_ablation.device import image_batches, software_versions
 from unit_ablation.io import atomic_path
 from unit_ablation.models import FashionAlexNet, build_model, save_checkpoint
 from unit_ablation.progress import Progress
@@ -141,8 +141,8 @@ def train_to_checkpoint(
         "test_accuracy": test_accuracy,
         "heldout_accuracy": heldout_accuracy,
         "train_seconds": round(seconds, 1),
-        "torch_version": torch.__version__,
         "threads": threads,
+        **software_versions(),
     }
     save_checkpoint(model, checkpoint_path, metadata)
     with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:

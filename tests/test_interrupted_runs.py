@@ -1,0 +1,143 @@
+"""A run killed with SIGKILL in the middle of writing a result, and determinism of complete runs.
+
+The kill takes the whole run down at once (Snakemake and its jobs), as a crashed node or an
+`scancel --signal=KILL` does, while an ablation job is half-way through writing its output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from workflow_runs import PROJECT_ROOT, SNAKEMAKE, TINY_CONFIG, snakemake
+
+pytestmark = pytest.mark.integration
+
+# Loaded by every Python process of the run (PYTHONPATH): the ablation job whose output path
+# contains FAULT_TARGET writes the first half of its .npz, signals, and hangs until killed.
+HALF_WRITE = """
+import os
+target = os.environ.get("FAULT_TARGET")
+if target:
+    import io, time
+    import numpy
+    real_savez = numpy.savez
+    def savez(file, *args, **kwds):
+        name = str(getattr(file, "name", file))
+        if target in name and "progress" not in name:
+            buffer = io.BytesIO()
+            real_savez(buffer, *args, **kwds)
+            data = buffer.getvalue()
+            file.write(data[: len(data) // 2])
+            file.flush()
+            os.fsync(file.fileno())
+            with open(os.environ["FAULT_SIGNAL"], "w") as signal_file:
+                signal_file.write(name)
+            time.sleep(3600)
+        return real_savez(file, *args, **kwds)
+    numpy.savez = savez
+"""
+TARGET = "fmnist-alexnet-bn-s0/ablation/chunks/conv5/"
+_JOB = re.compile(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    output: (.*)\n", re.MULTILINE)
+
+
+def jobs_with_outputs(output: str) -> dict[tuple[str, str], list[str]]:
+    """(rule, first output) -> all outputs, for every job a dry run printed."""
+    jobs = {}
+    for rule, outputs in _JOB.findall(output + "\n"):
+        files = [part.strip() for part in outputs.split(", ")]
+        jobs[(rule, files[0])] = files
+    return jobs
+
+
+def dry_run(workdir: Path, *args: str) -> dict[tuple[str, str], list[str]]:
+    result = snakemake(workdir, "-n", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return jobs_with_outputs(result.stdout + result.stderr)
+
+
+def result_tables(workdir: Path) -> dict[str, bytes]:
+    """Every result table (TSV) and the claims summary, by path under results/."""
+    results = workdir / "results"
+    return {
+        str(path.relative_to(results)): path.read_bytes()
+        for path in sorted(results.rglob("*"))
+        if path.suffix in (".tsv", ".md") and "logs" not in path.parts
+    }
+
+
+def fresh_workdir(tmp_path: Path, name: str) -> Path:
+    workdir = tmp_path / name
+    workdir.mkdir()
+    shutil.copy(TINY_CONFIG, workdir / "config.yaml")
+    return workdir
+
+
+def test_a_run_killed_mid_write_reruns_only_the_incomplete_jobs_and_ends_identical(tiny_run, tmp_path):
+    workdir = fresh_workdir(tmp_path, "killed")
+    every_job = dry_run(workdir)
+    fault_dir = tmp_path / "fault"
+    fault_dir.mkdir()
+    (fault_dir / "sitecustomize.py").write_text(HALF_WRITE)
+    signal_file = tmp_path / "half-written"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(fault_dir), os.environ.get("PYTHONPATH", "")]),
+        "FAULT_TARGET": TARGET,
+        "FAULT_SIGNAL": str(signal_file),
+    }
+    command = [SNAKEMAKE, "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir)]
+    command += ["--configfile", str(workdir / "config.yaml"), "--cores", "2"]
+    run = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 600
+    while not signal_file.exists():
+        assert run.poll() is None, f"the run ended before the fault: {run.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, "no job reached the faulty write in 600 s"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+
+    half_written = Path(signal_file.read_text())
+    chunk_dir = half_written.parent
+    assert half_written.name.startswith(".") and half_written.stat().st_size > 0
+    killed_output = chunk_dir / half_written.name[1:].rsplit(".", 2)[0]
+    assert not killed_output.exists(), "the half-written file must not appear under the output's name"
+
+    # Snakemake's lock is left behind by the killed run; --unlock is the documented first step.
+    unlock = snakemake(workdir, "--unlock")
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    planned = dry_run(workdir)
+    incomplete = {
+        job for job, outputs in every_job.items() if not all((workdir / o).exists() for o in outputs)
+    }
+    assert planned.keys() == incomplete, "the rerun must plan exactly the jobs with a missing output"
+    assert ("ablate", str(killed_output.relative_to(workdir))) in planned
+    done = {job for job in every_job if job not in incomplete}
+    assert done, "some jobs finished before the kill"
+    kept = {output: (workdir / output).stat().st_mtime_ns for job in done for output in every_job[job]}
+
+    rerun = snakemake(workdir)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert {output: (workdir / output).stat().st_mtime_ns for output in kept} == kept, "finished jobs rerun"
+    assert not list(chunk_dir.glob(".*.tmp")), "the half-written temporary is removed by the rerun"
+    assert result_tables(workdir) == result_tables(tiny_run)
+
+
+def test_two_complete_runs_give_byte_identical_result_tables(tiny_run, tmp_path):
+    workdir = fresh_workdir(tmp_path, "second")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tables = result_tables(workdir)
+    assert len(tables) > 20 and "summary.md" in tables
+    different = [name for name, data in tables.items() if result_tables(tiny_run).get(name) != data]
+    assert tables.keys() == result_tables(tiny_run).keys()
+    assert different == []
