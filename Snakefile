@@ -1,12 +1,28 @@
-from snakemake.utils import min_version, validate
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
 
 min_version("9.27")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from unit_ablation.config_check import ConfigError, check_config
 
 
 configfile: "config.yaml"
 
 
-validate(config, "schemas/config.schema.yaml")
+# The schema (filling its defaults) and the cross-field checks, every fault named before any job runs;
+# skipped, as by snakemake.utils.validate, when this workflow is a module with skip_validation.
+if not workflow.modifier.skip_validation:
+    try:
+        check_config(
+            config,
+            Path(workflow.basedir) / "schemas" / "config.schema.yaml",
+            basedir=workflow.basedir,
+        )
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None
 
 
 include: "rules/common.smk"

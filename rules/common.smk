@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from unit_ablation.architecture import canonical_layer, layer_units
 from unit_ablation.code_hash import stage_code_hash
+from unit_ablation.config_check import MODEL_PREFIX, find_data_root
 from unit_ablation.cost import job_seconds, units_per_job
 from unit_ablation.fetch_data import IDX_NAMES
 from unit_ablation.layers import LayerSpec, parse_layer_spec
@@ -24,7 +25,6 @@ DATASET = (
 )
 PRETRAINED = config["pretrained"]
 FASHION_MNIST_TEST_IMAGES = 10_000
-MODEL_PREFIX = "fmnist-alexnet"
 # Where `make data` downloads when Debian's package is not available (working dir or checkout).
 DOWNLOAD_DIRS = [
     "data/fashion-mnist",
@@ -40,20 +40,13 @@ wildcard_constraints:
 
 def data_root():
     """Folder with the IDX files: the configured one, or the first folder of the search path that has them."""
-    root = config["data"]["root"]
-    if root != "auto":
-        return root
-    search_path = list(dict.fromkeys(config["data"]["search_path"] + DOWNLOAD_DIRS))
-    for candidate in search_path:
-        if all((Path(candidate) / name).exists() for name in IDX_NAMES):
-            return candidate
-    raise WorkflowError(
-        "Fashion-MNIST not found in "
-        + " or ".join(search_path)
-        + ". Run `make data` (installs Debian's dataset-fashion-mnist, or downloads with torchvision),"
-        + " or set data.root in the config to a folder holding "
-        + ", ".join(IDX_NAMES)
-    )
+    root = find_data_root(config, DOWNLOAD_DIRS)
+    if root is None:  # check_config in the Snakefile names this first
+        raise WorkflowError(
+            "data.root: 'auto' found Fashion-MNIST in none of "
+            + ", ".join(dict.fromkeys(config["data"]["search_path"] + DOWNLOAD_DIRS))
+        )
+    return root
 
 
 def model_name(variant, seed):
@@ -67,40 +60,6 @@ TRAINED = {
 }
 # model name -> (variant, seed); a pretrained model is its own variant
 MODELS = {**TRAINED, **{name: (name, 0) for name in PRETRAINED}}
-
-
-def check_models_and_data():
-    """Trained variants need Fashion-MNIST; pretrained torchvision models need image data."""
-    if SOURCE == "images":
-        if config["data"]["images"] is None:
-            raise WorkflowError(
-                "data.images: required with data.source: images (test, heldout, resize, crop, workers)"
-            )
-        if config["variants"]:
-            raise WorkflowError(
-                f"variants: {list(config['variants'])}: models are trained on Fashion-MNIST only;"
-                " with data.source: images set variants: {} and list models under pretrained:"
-            )
-    elif PRETRAINED:
-        raise WorkflowError(
-            f"pretrained: {list(PRETRAINED)}: torchvision models need data.source: images"
-            " (image folders); Fashion-MNIST studies train the built-in model (variants:)"
-        )
-    if PRETRAINED and config["concepts"]["root"] is not None:
-        raise WorkflowError(
-            "concepts.root: concept IoU feeds Broden images to the built-in model only so far;"
-            " set it to null for pretrained models"
-        )
-    clash = set(TRAINED) & set(PRETRAINED)
-    if clash:
-        raise WorkflowError(
-            f"pretrained: {sorted(clash)} clash with trained model names"
-        )
-    if not MODELS:
-        raise WorkflowError("no models: variants and pretrained are both empty")
-
-
-check_models_and_data()
 
 
 def name_pattern(names):

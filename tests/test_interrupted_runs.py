@@ -141,3 +141,26 @@ def test_two_complete_runs_give_byte_identical_result_tables(tiny_run, tmp_path)
     different = [name for name, data in tables.items() if result_tables(tiny_run).get(name) != data]
     assert tables.keys() == result_tables(tiny_run).keys()
     assert different == []
+
+
+def test_metadata_records_the_versions_device_and_precision(tiny_run):
+    import json
+    from importlib import metadata
+
+    import numpy as np
+    import torch
+
+    expected = {
+        "torch_version": torch.__version__,
+        "torchvision_version": metadata.version("torchvision"),
+        "snakemake_version": metadata.version("snakemake"),
+        "numpy_version": np.__version__,
+    }
+    results = tiny_run / "results"
+    chunk = next(results.glob("*/ablation/chunks/conv5/*.npz"))
+    with np.load(chunk) as saved:
+        chunk_metadata = json.loads(str(saved["metadata"]))
+    model_metadata = json.loads(next((results / "models").glob("*.json")).read_text())
+    for found in (chunk_metadata, model_metadata):
+        assert {key: found[key] for key in expected} == expected
+    assert (chunk_metadata["device"], chunk_metadata["precision"]) == ("cpu", "exact")

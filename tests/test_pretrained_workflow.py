@@ -164,13 +164,18 @@ def test_bad_pretrained_configs_are_named_before_any_job(tmp_path, assets, edit,
 def test_example_configs_plan_the_expected_jobs(tmp_path, name):
     for placeholder in [
         "data/imagenet/val_labels.txt",
-        "data/imagenet/LOC_synset_mapping.txt",
         "data/places365/places365_val.txt",
-        "data/places365/categories_places365.txt",
         "resources/weights/alexnet_places365.pth.tar",
     ]:
         (tmp_path / placeholder).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / placeholder).touch()
+    # the image folders and class-names files with the real class counts (checked before any job)
+    (tmp_path / "data/imagenet/val").mkdir()
+    (tmp_path / "data/places365/val_256").mkdir()
+    synsets = "".join(f"n{i:08d} thing {i}\n" for i in range(1000))
+    (tmp_path / "data/imagenet/LOC_synset_mapping.txt").write_text(synsets)
+    categories = "".join(f"/c/category{i} {i}\n" for i in range(365))
+    (tmp_path / "data/places365/categories_places365.txt").write_text(categories)
     shutil.copy(PROJECT_ROOT / "configs" / f"{name}.yaml", tmp_path / "config.yaml")
     result = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]

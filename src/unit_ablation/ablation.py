@@ -27,7 +27,7 @@ from unit_ablation.engine import AblationEngine, ablate_directions, is_out_of_me
 from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import atomic_path
 from unit_ablation.layers import parse_layer_spec
-from unit_ablation.models import load_model, resolve_layer
+from unit_ablation.models import check_num_classes, load_model, resolve_layer
 from unit_ablation.progress import Progress
 from unit_ablation.resume import (
     PartialCounts,
@@ -287,6 +287,7 @@ def ablate_chunk_to_file(
     torch_device = choose_device(device)
     model = load_model(model_path)
     dataset = load_dataset(dataset_path)
+    check_num_classes(model, model_path, dataset.num_classes, dataset_path)
     rotation = basis_matrix(model.unit_count(spec.layer), spec.rotation_seed)
     log.info(
         "ablating %d units of %s on %s (%s ablation, %d threads)",

@@ -15,7 +15,7 @@ from unit_ablation.device import choose_device, image_batches, set_precision
 from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import atomic_path
 from unit_ablation.layers import parse_layer_spec
-from unit_ablation.models import load_model
+from unit_ablation.models import check_num_classes, load_model
 from unit_ablation.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def extract_to_file(
     spec = parse_layer_spec(layer)
     model = load_model(model_path)
     dataset = load_dataset(dataset_path)
+    check_num_classes(model, model_path, dataset.num_classes, dataset_path)
     units = model.unit_count(spec.layer)
     rotation = basis_matrix(units, spec.rotation_seed)
     payload: dict[str, np.ndarray] = {"class_names": np.array(dataset.class_names)}

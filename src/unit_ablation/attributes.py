@@ -10,7 +10,8 @@ import pandas as pd
 
 from unit_ablation.io import write_tsv
 from unit_ablation.layers import parse_layer_spec
-from unit_ablation.models import load_model
+from unit_ablation.models import check_num_classes, load_model
+from unit_ablation.safe_load import CorruptFileError, check_shapes, load_npz
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,42 @@ def unit_attributes(
     return per_unit, per_class
 
 
+ACTIVATION_SHAPES: dict[str, tuple[str, ...]] = {
+    **{
+        f"{prefix}_{key}": (f"{prefix}_images", "units")
+        for prefix in ("eval", "attr")
+        for key in ("mean", "max", "zero_fraction")
+    },
+    "eval_logits": ("eval_images", "classes"),
+    "attr_logits": ("attr_images", "classes"),
+    "eval_labels": ("eval_images",),
+    "attr_labels": ("attr_images",),
+    "class_names": ("classes",),
+    "rotation": ("units", "units"),
+}
+
+
+def load_activations(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays `activations.extract_to_file` writes, with their keys, shapes and labels checked.
+
+    Raises CorruptFileError naming the file when it is missing, truncated, corrupt, lacks an
+    array or holds arrays of inconsistent shapes.
+    """
+    required = [key for key in ACTIVATION_SHAPES if key != "rotation"]
+    data = load_npz(path, required, optional=["rotation"], what="activations file")
+    sizes = check_shapes(path, data, ACTIVATION_SHAPES, "activations file")
+    for prefix in ("eval", "attr"):
+        labels = data[f"{prefix}_labels"]
+        if labels.dtype.kind not in "iu" or (
+            len(labels) and not 0 <= labels.min() <= labels.max() < sizes["classes"]
+        ):
+            raise CorruptFileError(
+                f"{path}: activations file array '{prefix}_labels' ({labels.dtype}) does not hold "
+                f"class indices 0..{sizes['classes'] - 1}"
+            )
+    return data
+
+
 def attributes_to_files(
     activations_path: str | Path,
     model_path: str | Path,
@@ -152,8 +189,14 @@ def attributes_to_files(
     """Compute the attribute tables of one (model, layer spec) from its extracted activations."""
     spec = parse_layer_spec(layer)
     model = load_model(model_path)
-    with np.load(activations_path, allow_pickle=False) as archive:
-        data = {key: archive[key] for key in archive.files}
+    data = load_activations(activations_path)
+    units = model.unit_count(spec.layer)
+    if data["attr_mean"].shape[1] != units:
+        raise CorruptFileError(
+            f"{activations_path}: activations have {data['attr_mean'].shape[1]} units, but layer {layer} of "
+            f"checkpoint {model_path} has {units} (extracted from another model or layer?)"
+        )
+    check_num_classes(model, model_path, len(data["class_names"]), activations_path, "activations file")
     rotation = data.get("rotation")
     per_unit, per_class = unit_attributes(
         mean=data["attr_mean"].astype(np.float64),

@@ -22,7 +22,7 @@ from unit_ablation.device import choose_device, image_batches
 from unit_ablation.graph_split import run_trunk, split_model
 from unit_ablation.io import write_tsv
 from unit_ablation.layers import parse_layer_spec
-from unit_ablation.models import load_model
+from unit_ablation.models import check_num_classes, load_model
 from unit_ablation.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,7 @@ def cumulative_to_file(
         raise ValueError(f"cumulative ablation takes canonical layers, not {layer!r}")
     model = load_model(model_path)
     dataset = load_dataset(dataset_path)
+    check_num_classes(model, model_path, dataset.num_classes, dataset_path)
     class_damage = pd.read_csv(class_damage_path, sep="\t")
     images, labels = dataset.images[eval_split], dataset.labels[eval_split]
     mean_images = None if mean_split is None else dataset.images[mean_split]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,24 +12,56 @@ from scipy import stats
 
 from unit_ablation.data import load_class_names
 from unit_ablation.io import write_tsv
+from unit_ablation.safe_load import CorruptFileError, check_shapes, load_npz, read_json_array
 
 log = logging.getLogger(__name__)
 
 
+CHUNK_SHAPES: dict[str, tuple[str, ...]] = {
+    "units": ("units",),
+    "broken": ("units", "classes"),
+    "fixed": ("units", "classes"),
+    "n": ("classes",),
+    "correct": ("classes",),
+    "metadata": (),
+}
+
+
+def load_chunk(path: str | Path) -> dict:
+    """One chunk file of `ablation.ablate_chunk_to_file`: its arrays, checked, and its plan name.
+
+    Raises CorruptFileError naming the file when it is missing, truncated, corrupt, lacks an
+    array, or holds arrays of the wrong shapes or types.
+    """
+    what = "ablation chunk"
+    chunk: dict = load_npz(path, CHUNK_SHAPES, what=what)
+    check_shapes(path, chunk, CHUNK_SHAPES, what)
+    for key in ("units", "broken", "fixed", "n", "correct"):
+        if chunk[key].dtype.kind not in "iu":
+            raise CorruptFileError(f"{path}: {what} array {key!r} is {chunk[key].dtype}, not integer counts")
+    metadata = read_json_array(path, chunk["metadata"], "metadata", what)
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("plan"), str):
+        raise CorruptFileError(f"{path}: {what} metadata has no plan name: {metadata!r}")
+    chunk["plan"] = metadata["plan"]
+    return chunk
+
+
 def load_chunks(paths: Sequence[str | Path]) -> dict[str, np.ndarray]:
     """Concatenate chunk files, checking every unit appears exactly once and counts agree."""
+    if not paths:
+        raise ValueError("no ablation chunk files to gather")
     units, broken, fixed, plans = [], [], [], []
     n = correct = None
     for path in paths:
-        with np.load(path, allow_pickle=False) as chunk:
-            plans.extend([json.loads(str(chunk["metadata"]))["plan"]] * len(chunk["units"]))
-            units.append(chunk["units"])
-            broken.append(chunk["broken"])
-            fixed.append(chunk["fixed"])
-            if n is None:
-                n, correct = chunk["n"], chunk["correct"]
-            elif not (np.array_equal(n, chunk["n"]) and np.array_equal(correct, chunk["correct"])):
-                raise ValueError(f"{path}: class sizes or intact counts differ from the other chunks")
+        chunk = load_chunk(path)
+        plans.extend([chunk["plan"]] * len(chunk["units"]))
+        units.append(chunk["units"])
+        broken.append(chunk["broken"])
+        fixed.append(chunk["fixed"])
+        if n is None:
+            n, correct = chunk["n"], chunk["correct"]
+        elif not (np.array_equal(n, chunk["n"]) and np.array_equal(correct, chunk["correct"])):
+            raise ValueError(f"{path}: class sizes or intact counts differ from the other chunks")
     all_units = np.concatenate(units)
     order = np.argsort(all_units, kind="stable")
     all_units = all_units[order]
@@ -155,6 +186,11 @@ def gather_to_files(
     """Write `{layer}.classes.tsv` and `{layer}.units.tsv` from the chunk files of one layer."""
     counts = load_chunks(chunk_paths)
     class_names = list(load_class_names(class_names_source))
+    if len(class_names) != len(counts["n"]):
+        raise ValueError(
+            f"{chunk_paths[0]}: ablation chunks count {len(counts['n'])} classes, but {class_names_source}"
+            f" has {len(class_names)}"
+        )
     units = unit_table(counts, class_names, thresholds, fdr_alpha)
     write_tsv(class_table(counts, class_names, fdr_alpha), classes_output)
     write_tsv(units, units_output)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from unit_ablation.fetch_data import IDX_NAMES
 from unit_ablation.io import atomic_path
+from unit_ablation.safe_load import CorruptFileError, check_shapes, load_npz
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +37,30 @@ _IDX_DTYPE_CODE_UINT8 = 0x08
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read a (possibly gzipped) IDX file of unsigned bytes into an array."""
+    """Read a (possibly gzipped) IDX file of unsigned bytes into an array.
+
+    Raises CorruptFileError (a ValueError) naming the file when it is missing, not IDX, or
+    truncated (a gzip stream that ends early, or fewer bytes than its header promises).
+    """
     path = Path(path)
+    if not path.is_file():
+        raise CorruptFileError(f"{path}: IDX file does not exist")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
             raw = handle.read()
-    except (OSError, EOFError) as error:
-        raise ValueError(f"cannot read IDX file {path}: {error}") from error
+    except (OSError, EOFError, zlib.error) as error:
+        raise CorruptFileError(f"{path}: cannot read IDX file, truncated or corrupt ({error})") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_DTYPE_CODE_UINT8:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+        raise CorruptFileError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
     header_end = 4 + 4 * ndim
+    if len(raw) < header_end:
+        raise CorruptFileError(f"{path} is truncated: its header of {ndim} dimensions ends after the file")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape)) if shape else 0
     if len(raw) - header_end != expected:
-        raise ValueError(
+        raise CorruptFileError(
             f"{path} is truncated or padded: header says shape {shape} ({expected} bytes), "
             f"file holds {len(raw) - header_end} bytes of data"
         )
@@ -128,13 +138,22 @@ def prepare_fashion_mnist(
     arrays = {key: read_idx(raw_dir / name) for key, name in IDX_FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if len(images) != len(labels):
-            raise ValueError(
-                f"{raw_dir / IDX_FILES[split + '_labels']} has {len(labels)} labels "
-                f"but {raw_dir / IDX_FILES[split + '_images']} has {len(images)} images"
+        images_path, labels_path = (
+            raw_dir / IDX_FILES[f"{split}_images"],
+            raw_dir / IDX_FILES[f"{split}_labels"],
+        )
+        if images.ndim != 3 or labels.ndim != 1:
+            raise CorruptFileError(
+                f"{images_path} ({images.shape}) and {labels_path} ({labels.shape}) must hold "
+                "N x H x W images and N labels (files swapped?)"
             )
-        if labels.max() >= len(FASHION_MNIST_CLASSES):
-            raise ValueError(f"{raw_dir / IDX_FILES[split + '_labels']} has label {labels.max()} >= 10")
+        if len(images) != len(labels):
+            raise CorruptFileError(
+                f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images"
+                " (the labels file does not match the images)"
+            )
+        if len(labels) and labels.max() >= len(FASHION_MNIST_CLASSES):
+            raise CorruptFileError(f"{labels_path} has label {labels.max()} >= {len(FASHION_MNIST_CLASSES)}")
     splits = make_splits(
         arrays["train_images"][:, None],
         arrays["train_labels"],
@@ -170,26 +189,37 @@ def load_dataset(path: str | Path) -> Dataset:
         from unit_ablation.images import load_dataset_index
 
         return load_dataset_index(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            images = {split: archive[f"{split}_images"] for split in SPLITS}
-            labels = {split: archive[f"{split}_labels"] for split in SPLITS}
-            names = tuple(str(name) for name in archive["class_names"])
-            checksum = str(archive["checksum"])
-    except Exception as error:  # noqa: BLE001 - any failure means the cache is unusable
-        raise ValueError(f"cannot read prepared dataset {path}: {error}") from error
-    return Dataset(images=images, labels=labels, class_names=names, checksum=checksum)
+    keys = [f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels")]
+    arrays = load_npz(path, [*keys, "class_names", "checksum"], what="prepared dataset")
+    shapes: dict[str, tuple[str, ...]] = {"class_names": ("classes",), "checksum": ()}
+    for split in SPLITS:
+        shapes[f"{split}_images"] = (split, "channels", "height", "width")
+        shapes[f"{split}_labels"] = (split,)
+    sizes = check_shapes(path, arrays, shapes, "prepared dataset")
+    for split in SPLITS:
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.dtype != np.uint8 or labels.dtype.kind not in "iu":
+            raise CorruptFileError(
+                f"{path}: prepared dataset split {split} has {images.dtype} images and {labels.dtype} labels,"
+                " not uint8 and integers"
+            )
+        if len(labels) and not 0 <= labels.min() <= labels.max() < sizes["classes"]:
+            raise CorruptFileError(
+                f"{path}: prepared dataset split {split} has labels outside 0..{sizes['classes'] - 1}"
+            )
+    images = {split: arrays[f"{split}_images"] for split in SPLITS}
+    labels = {split: arrays[f"{split}_labels"] for split in SPLITS}
+    names = tuple(str(name) for name in arrays["class_names"])
+    return Dataset(images=images, labels=labels, class_names=names, checksum=str(arrays["checksum"]))
 
 
 def load_class_names(path: str | Path) -> tuple[str, ...]:
     """The class names of a prepared data set, without loading its images."""
     if str(path).endswith(".json"):
         return load_dataset(path).class_names  # image caches are memory-mapped: nothing is read
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return tuple(str(name) for name in archive["class_names"])
-    except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
-        raise ValueError(f"cannot read class names from prepared dataset {path}: {error}") from error
+    names = load_npz(path, ["class_names"], what="prepared dataset")["class_names"]
+    check_shapes(path, {"class_names": names}, {"class_names": ("classes",)}, "prepared dataset")
+    return tuple(str(name) for name in names)
 
 
 def to_float(images: np.ndarray) -> np.ndarray:

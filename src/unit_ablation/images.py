@@ -48,6 +48,7 @@ from PIL import Image, ImageFile
 from unit_ablation.data import Dataset
 from unit_ablation.io import atomic_path
 from unit_ablation.progress import Progress
+from unit_ablation.safe_load import CorruptFileError, load_npy
 
 log = logging.getLogger(__name__)
 
@@ -409,19 +410,19 @@ def read_cache_meta(output_dir: str | Path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read image cache metadata {path}: {error}") from error
+        raise CorruptFileError(f"cannot read image cache metadata {path}: {error}") from error
     needed = ("format_version", "count", "shape", "resize", "crop", "class_names", "checksum")
     missing = [key for key in needed if not isinstance(meta, dict) or key not in meta]
     if missing:
-        raise ValueError(f"image cache metadata {path} lacks {', '.join(missing)}")
+        raise CorruptFileError(f"image cache metadata {path} lacks {', '.join(missing)}")
     if meta["format_version"] != CACHE_FORMAT_VERSION:
-        raise ValueError(
+        raise CorruptFileError(
             f"image cache {path} has format version {meta['format_version']}, "
             f"this code reads {CACHE_FORMAT_VERSION}: decode the images again"
         )
     expected_shape = [meta["count"], CHANNELS, meta["crop"], meta["crop"]]
     if list(meta["shape"]) != expected_shape:
-        raise ValueError(f"image cache metadata {path}: shape {meta['shape']} != {expected_shape}")
+        raise CorruptFileError(f"image cache metadata {path}: shape {meta['shape']} != {expected_shape}")
     return meta
 
 
@@ -582,22 +583,29 @@ def load_image_cache(output_dir: str | Path) -> tuple[np.ndarray, np.ndarray, tu
     try:
         size = images_path.stat().st_size
     except OSError as error:
-        raise ValueError(f"image cache file {images_path} is missing: {error}") from error
+        raise CorruptFileError(f"image cache file {images_path} is missing: {error}") from error
     if size != expected:
-        raise ValueError(
+        raise CorruptFileError(
             f"image cache file {images_path} holds {size} bytes, meta.json says {count} x {CHANNELS} x "
             f"{crop} x {crop} = {expected} (truncated or from another decode?)"
         )
-    try:
-        labels = np.load(labels_path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read image cache labels {labels_path}: {error}") from error
+    labels = load_npy(labels_path, "image cache labels")  # CorruptFileError naming the file
     if labels.shape != (count,) or labels.dtype != np.int64:
-        raise ValueError(
-            f"image cache labels {labels_path}: {labels.dtype} {labels.shape}, not int64 ({count},)"
+        raise CorruptFileError(
+            f"image cache labels {labels_path}: {labels.dtype} {labels.shape}, not int64 ({count},): "
+            "the labels do not match the images"
         )
+    sources_path = output_dir / SOURCES_FILE
+    if sources_path.is_file():
+        with open(sources_path, encoding="utf-8") as handle:
+            listed = sum(1 for line in handle if line.strip())
+        if listed != count:
+            raise CorruptFileError(
+                f"image cache file {sources_path} lists {listed} images, meta.json says {count}"
+                " (truncated or from another decode?)"
+            )
     if count and (labels.min() < 0 or labels.max() >= len(names)):
-        raise ValueError(f"image cache labels {labels_path} lie outside 0..{len(names) - 1}")
+        raise CorruptFileError(f"image cache labels {labels_path} lie outside 0..{len(names) - 1}")
     images = np.memmap(images_path, dtype=np.uint8, mode="r", shape=(count, CHANNELS, crop, crop))
     return images, labels, names
 

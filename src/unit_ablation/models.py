@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from unit_ablation.architecture import (
     scaled,
 )
 from unit_ablation.io import atomic_path
+from unit_ablation.safe_load import CorruptFileError, load_torch_file
 from unit_ablation.zoo_layers import TORCHVISION_ARCH
 
 if TYPE_CHECKING:
@@ -194,32 +196,86 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | Path) -> tuple[FashionAlexNet | TorchvisionClassifier, dict[str, Any]]:
-    """Model in eval mode and its metadata; loads with weights_only=True (no pickled code)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        config = payload["model_config"]
-        state = payload["state_dict"]
-    except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
-        raise ValueError(f"cannot read checkpoint {path}: {error}") from error
-    arch = config.get("arch")
-    if arch == ARCH_NAME:
-        model = build_model(
-            num_classes=config["num_classes"],
-            width=config["width"],
-            dropout=config["dropout"],
-            batchnorm=config["batchnorm"],
-        )
-    elif arch == TORCHVISION_ARCH:
-        from unit_ablation.zoo import TorchvisionClassifier  # lazy: zoo imports this module
+    """Model in eval mode and its metadata; loads with weights_only=True (no pickled code).
 
-        model = TorchvisionClassifier.from_config(config)
-    else:
-        raise ValueError(
-            f"checkpoint {path} has architecture {arch!r}, expected {ARCH_NAME!r} or {TORCHVISION_ARCH!r}"
+    Raises CorruptFileError (a ValueError) naming the file when it is missing, truncated or
+    corrupt, carries pickled objects (UnsafeCheckpointError), is not a checkpoint written by
+    `save_checkpoint`, or its weights do not fit its architecture (layers, shapes, class count).
+    """
+    payload = load_torch_file(path, "checkpoint")
+    expected = "a dict with model_config, state_dict and metadata_json (written by save_checkpoint)"
+    if not isinstance(payload, Mapping):
+        raise CorruptFileError(f"{path}: checkpoint holds a {type(payload).__name__}, not {expected}")
+    missing = [key for key in ("model_config", "state_dict") if key not in payload]
+    if missing:
+        found = ", ".join(sorted(map(str, payload))[:8]) or "nothing"
+        raise CorruptFileError(
+            f"{path}: checkpoint lacks {', '.join(missing)} (holds {found}); expected {expected}"
         )
-    model.load_state_dict(state)
+    config, state = payload["model_config"], payload["state_dict"]
+    if not isinstance(config, Mapping):
+        raise CorruptFileError(f"{path}: checkpoint model_config is a {type(config).__name__}, not a dict")
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CorruptFileError(f"{path}: checkpoint state_dict is not a mapping of names to tensors")
+    arch = config.get("arch")
+    if arch not in (ARCH_NAME, TORCHVISION_ARCH):
+        raise CorruptFileError(
+            f"{path}: checkpoint has architecture {arch!r}, expected {ARCH_NAME!r} or {TORCHVISION_ARCH!r}"
+        )
+    try:
+        if arch == ARCH_NAME:
+            model = build_model(
+                num_classes=config["num_classes"],
+                width=config["width"],
+                dropout=config["dropout"],
+                batchnorm=config["batchnorm"],
+            )
+        else:
+            from unit_ablation.zoo import TorchvisionClassifier  # lazy: zoo imports this module
+
+            model = TorchvisionClassifier.from_config(config)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CorruptFileError(
+            f"{path}: checkpoint model_config {dict(config)} does not describe a {arch} model ({error!r})"
+        ) from error
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        reason = " ".join(str(error).split())
+        reason = reason if len(reason) <= 800 else f"{reason[:800]} ..."
+        raise CorruptFileError(
+            f"{path}: checkpoint weights do not fit its model_config ({_config_text(config)}): {reason}"
+        ) from error
+    metadata = payload.get("metadata_json", "{}")
+    try:
+        metadata = json.loads(metadata)
+    except (TypeError, ValueError) as error:
+        raise CorruptFileError(f"{path}: checkpoint metadata_json is not valid JSON ({error})") from error
     model.eval()
-    return model, json.loads(payload.get("metadata_json", "{}"))
+    return model, metadata
+
+
+def _config_text(config: Mapping[str, Any]) -> str:
+    keys = ("arch", "name", "num_classes", "width", "batchnorm")
+    return ", ".join(f"{key} {config[key]}" for key in keys if key in config)
+
+
+def num_classes(model: nn.Module) -> int:
+    """The number of classes (logits) a checkpoint's model predicts."""
+    return int(model.config["num_classes"])
+
+
+def check_num_classes(
+    model: nn.Module, model_path: str | Path, expected: int, source: str | Path, what: str = "data set"
+) -> None:
+    """Raise ValueError naming both files when the model predicts another number of classes than
+    `source` (a data set or activation file) has."""
+    found = num_classes(model)
+    if found != expected:
+        raise ValueError(
+            f"{model_path}: checkpoint predicts {found} classes, but the {what} {source} has {expected}"
+            " (a checkpoint of another data set?)"
+        )
 
 
 def load_model(path: str | Path) -> FashionAlexNet | TorchvisionClassifier:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from unit_ablation.data import load_dataset
-from unit_ablation.device import choose_device, set_precision
+from unit_ablation.device import choose_device, set_precision, software_versions
 from unit_ablation.io import atomic_path
 from unit_ablation.models import save_checkpoint
 from unit_ablation.training import accuracy as test_accuracy
@@ -69,9 +69,9 @@ def prepare_pretrained_to_file(
         "class_names": list(dataset.class_names),
         "test_accuracy": accuracy,
         "prepare_seconds": round(time.monotonic() - start, 1),
-        "torch_version": torch.__version__,
         "device": str(torch_device),
         "precision": precision,
+        **software_versions(),
     }
     save_checkpoint(model.cpu(), checkpoint_path, metadata)
     with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:

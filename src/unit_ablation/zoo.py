@@ -18,6 +18,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from unit_ablation.models import Normalize
+from unit_ablation.safe_load import CorruptFileError, load_torch_file
 from unit_ablation.zoo_layers import (
     CROP,
     IMAGENET_MEAN,
@@ -353,19 +354,15 @@ def load_weights(model: TorchvisionClassifier, path: str | Path) -> None:
     """Load a local weights file into `model.net` (strict), with weights_only=True.
 
     Accepts a plain state_dict or a dict with a "state_dict" entry (the Places365 `.pth.tar`
-    layout), with or without DataParallel `module.` components. Raises ValueError naming the file
-    when it cannot be read or does not match the architecture (keys, shapes, class count).
+    layout), with or without DataParallel `module.` components. Raises CorruptFileError (a
+    ValueError) naming the file when it cannot be read, carries pickled objects
+    (UnsafeCheckpointError), or does not match the architecture (keys, shapes, class count).
     """
     name, num_classes = model.name, model.config["num_classes"]
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any failure means the file is unusable
-        raise ValueError(
-            f"cannot load weights file {path} (torch.load with weights_only=True): {error}"
-        ) from error
+    payload = load_torch_file(path, "weights file")  # CorruptFileError / UnsafeCheckpointError
     state = payload.get("state_dict", payload) if isinstance(payload, Mapping) else payload
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"weights file {path} holds no state_dict (a mapping of names to tensors)")
+        raise CorruptFileError(f"weights file {path} holds no state_dict (a mapping of names to tensors)")
     state = {_strip_data_parallel(str(key)): value for key, value in state.items()}
     expected = model.net.state_dict()
     # BatchNorm fills a missing num_batches_tracked itself (files from before PyTorch 0.4.1)
@@ -394,7 +391,7 @@ def load_weights(model: TorchvisionClassifier, path: str | Path) -> None:
             problems.append(f"missing keys: {_preview(missing)}")
         if unexpected:
             problems.append(f"unexpected keys: {_preview(unexpected)}")
-        raise ValueError(
+        raise CorruptFileError(
             f"weights file {path} does not fit torchvision {name} with {num_classes} classes: "
             + "; ".join(problems)
         )
