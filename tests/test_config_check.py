@@ -14,7 +14,8 @@ import pytest
 import yaml
 from workflow_runs import PROJECT_ROOT, TINY_CONFIG, snakemake
 
-from unit_ablation.config_check import ConfigError, check_config, describe, load_schema
+from unit_ablation.config_check import ConfigError, check_config
+from unit_ablation.config_schema import describe, load_schema
 from unit_ablation.zoo_layers import ARCH_LAYERS
 
 SCHEMA_PATH = PROJECT_ROOT / "schemas" / "config.schema.yaml"

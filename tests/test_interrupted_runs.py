@@ -132,10 +132,50 @@ def test_a_run_killed_mid_write_reruns_only_the_incomplete_jobs_and_ends_identic
     assert result_tables(workdir) == result_tables(tiny_run)
 
 
+# Loaded by every Python process of the run: records each file opened for writing (Python's audit
+# events cover open() and os.open, so numpy, pandas, matplotlib and json writes all show).
+WRITE_AUDIT = """
+import os, sys
+record = os.environ.get("WRITE_AUDIT")
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+if record:
+    def audit(event, args):
+        if event != "open" or not isinstance(args[0], (str, bytes, os.PathLike)):
+            return
+        path, mode, flags = os.fsdecode(args[0]), args[1], args[2]
+        if path == record:
+            return
+        if any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & WRITE_FLAGS):
+            with open(record, "a") as handle:
+                handle.write(os.path.abspath(path) + "\\n")
+    sys.addaudithook(audit)
+"""
+
+
+def written_in_place(workdir: Path, record: Path) -> list[str]:
+    """Files under results/ (logs aside) that a job opened for writing under their final name."""
+    results = str(workdir.resolve() / "results")
+    found = set()
+    for path in record.read_text().splitlines():
+        parts = Path(path).parts
+        if not path.startswith(results + os.sep) or "logs" in parts:
+            continue
+        if not any(part.startswith(".") and part.endswith(".tmp") for part in parts):
+            found.add(path)
+    return sorted(found)
+
+
 def test_two_complete_runs_give_byte_identical_result_tables(tiny_run, tmp_path):
+    """... and every job writes its outputs to temporaries that it renames into place."""
     workdir = fresh_workdir(tmp_path, "second")
-    result = snakemake(workdir)
+    audit_dir, record = tmp_path / "audit", tmp_path / "writes.txt"
+    audit_dir.mkdir()
+    (audit_dir / "sitecustomize.py").write_text(WRITE_AUDIT)
+    env = {"PYTHONPATH": os.pathsep.join([str(audit_dir), os.environ.get("PYTHONPATH", "")])}
+    result = snakemake(workdir, env=env | {"WRITE_AUDIT": str(record)})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert len(record.read_text().splitlines()) > 50, "the audit saw the jobs' writes"
+    assert written_in_place(workdir, record) == []
     tables = result_tables(workdir)
     assert len(tables) > 20 and "summary.md" in tables
     different = [name for name, data in tables.items() if result_tables(tiny_run).get(name) != data]

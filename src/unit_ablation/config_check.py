@@ -1,5 +1,5 @@
-"""Config checks before any job runs: the JSON schema, with one clear message per fault, then
-cross-field checks (layers of the architecture, splits, class counts, chunk sizes, paths).
+"""Config checks before any job runs: the JSON schema (`config_schema`), with one clear message
+per fault, then cross-field checks (layers of the architecture, splits, class counts, chunk sizes, paths).
 
 Every message names the key, the bad value and what is accepted. All faults are collected and
 raised together as one `ConfigError`. Imports no torch and no Snakemake: it runs at parse time
@@ -11,15 +11,12 @@ from __future__ import annotations
 import difflib
 import gzip
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import ValidationError
-
 from unit_ablation.architecture import canonical_layer
+from unit_ablation.config_schema import MAX_LISTED, load_schema, schema_faults, show
 from unit_ablation.cost import PLANS, engine_plan
 from unit_ablation.fetch_data import IDX_NAMES
 from unit_ablation.layers import LayerSpec
@@ -31,8 +28,6 @@ FASHION_MNIST_CLASS_COUNT = 10
 # Where `make data` downloads when Debian's package is not available (relative: the working dir).
 DOWNLOAD_DIR = Path("data") / "fashion-mnist"
 WEIGHTS_ENUM_PREFIX = "torchvision:"
-_MAX_REPR = 100
-_MAX_LISTED = 20
 
 
 class ConfigError(ValueError):
@@ -43,171 +38,6 @@ class ConfigError(ValueError):
         count = len(self.problems)
         header = f"config: {count} problem{'s' if count != 1 else ''} (nothing was run):"
         super().__init__("\n".join([header, *(f"  - {problem}" for problem in self.problems)]))
-
-
-# --------------------------------------------------------------------------- the JSON schema
-
-
-def load_schema(path: str | Path) -> dict:
-    """The config schema (YAML or JSON)."""
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
-
-def _with_defaults(validator_class: type) -> type:
-    """A validator that fills `default`s of absent properties while validating, as
-    `snakemake.utils.validate` does (the rules rely on filled defaults)."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        for name, subschema in properties.items():
-            if "default" in subschema and isinstance(instance, dict):
-                instance.setdefault(name, subschema["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return validators.extend(validator_class, {"properties": set_defaults})
-
-
-def key_path(parts: Iterable[Any]) -> str:
-    """`ablation.chunk_size`, `analysis.layers[1]`; `(top level)` for the root."""
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _join(path: str, key: str) -> str:
-    return key if path == "(top level)" else f"{path}.{key}"
-
-
-def show(value: Any) -> str:
-    """repr of a config value, shortened."""
-    text = repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
-
-
-def _bounds(schema: dict) -> list[str]:
-    bounds = []
-    for key, sign in (
-        ("minimum", ">="),
-        ("exclusiveMinimum", ">"),
-        ("maximum", "<="),
-        ("exclusiveMaximum", "<"),
-    ):
-        if key in schema:
-            bounds.append(f"{sign} {schema[key]:g}")
-    return bounds
-
-
-def describe(schema: dict, root: dict) -> str:
-    """What a schema accepts, in words: `an integer >= 1, or 'auto'`."""
-    if "$ref" in schema:
-        return describe(_resolve(schema["$ref"], root), root)
-    if "const" in schema:
-        return show(schema["const"])
-    if "enum" in schema:
-        return "one of " + ", ".join(show(value) for value in schema["enum"])
-    for key in ("oneOf", "anyOf"):
-        if key in schema:
-            return ", or ".join(describe(branch, root) for branch in schema[key])
-    types = schema.get("type", ["string"] if "pattern" in schema else [])
-    types = [types] if isinstance(types, str) else list(types)
-    return " or ".join(_describe_type(kind, schema, root) for kind in types) or "anything"
-
-
-def _describe_type(kind: str, schema: dict, root: dict) -> str:
-    if kind in ("integer", "number"):
-        return " ".join(
-            ["an integer" if kind == "integer" else "a number", " and ".join(_bounds(schema))]
-        ).strip()
-    if kind == "string":
-        return f"a string matching {schema['pattern']}" if "pattern" in schema else "a string"
-    if kind == "boolean":
-        return "true or false"
-    if kind == "null":
-        return "null"
-    if kind == "array":
-        words = ["a list of"]
-        if schema.get("minItems"):
-            words.append(f"at least {schema['minItems']}")
-        if schema.get("uniqueItems"):
-            words.append("unique")
-        words.append("items")
-        if "items" in schema:
-            words[-1] += f", each {describe(schema['items'], root)}"
-        return " ".join(words)
-    if kind == "object":
-        properties = schema.get("properties", {})
-        if properties:
-            return "a mapping with keys " + ", ".join(properties)
-        if isinstance(schema.get("additionalProperties"), dict):
-            return f"a mapping of names to ({describe(schema['additionalProperties'], root)})"
-        return "a mapping"
-    return kind
-
-
-def _resolve(reference: str, root: dict) -> dict:
-    node: Any = root
-    for part in reference.lstrip("#/").split("/"):
-        node = node[part]
-    return node
-
-
-def _unknown_keys(error: ValidationError, path: str) -> Iterator[str]:
-    allowed = list(error.schema.get("properties", {}))
-    for key in error.instance:
-        if key in allowed:
-            continue
-        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-        hint = f"did you mean `{close[0]}`?" if close else f"accepted keys: {', '.join(allowed)}"
-        yield f"unknown key `{_join(path, str(key))}`; {hint}"
-
-
-def _schema_messages(error: ValidationError, root: dict) -> Iterator[str]:
-    path = key_path(error.absolute_path)
-    if "propertyNames" in error.schema_path:
-        accepted = f"names matching {error.schema['pattern']}" if "pattern" in error.schema else "other names"
-        yield f"{path}: name {show(error.instance)} is not accepted (accepted: {accepted})"
-    elif error.validator == "additionalProperties" and error.schema.get("additionalProperties") is False:
-        yield from _unknown_keys(error, path)
-    elif error.validator == "required":
-        properties = error.schema.get("properties", {})
-        for name in error.validator_value:
-            if name not in error.instance:
-                accepted = describe(properties[name], root) if name in properties else "any value"
-                yield f"missing key `{_join(path, name)}` (accepted: {accepted})"
-    elif error.validator == "uniqueItems":
-        seen, repeated = [], []
-        for item in error.instance:
-            (repeated if item in seen and item not in repeated else seen).append(item)
-        yield (
-            f"{path}: {show(error.instance)} repeats {', '.join(show(item) for item in repeated)}"
-            f" (accepted: {describe(error.schema, root)})"
-        )
-    else:
-        yield f"{path}: {show(error.instance)} is not accepted (accepted: {describe(error.schema, root)})"
-
-
-def _schema_faults(config: dict, schema: dict, set_defaults: bool = True) -> list[tuple[str, str]]:
-    """(key path, message) per schema fault, ordered by key; fills schema defaults into `config`."""
-    validator_class = _with_defaults(Draft202012Validator) if set_defaults else Draft202012Validator
-    errors = sorted(
-        validator_class(schema).iter_errors(config), key=lambda error: [str(p) for p in error.absolute_path]
-    )
-    faults: list[tuple[str, str]] = []
-    for error in errors:
-        path = key_path(error.absolute_path)
-        for message in _schema_messages(error, schema):
-            if error.validator == "required":  # the missing key's own path
-                path = message.split("`")[1]
-            if all(message != known for _, known in faults):
-                faults.append((path, message))
-    return faults
-
-
-def schema_problems(config: dict, schema: dict, set_defaults: bool = True) -> list[str]:
-    """One message per schema fault, ordered by key; fills schema defaults into `config`."""
-    return [message for _, message in _schema_faults(config, schema, set_defaults)]
 
 
 # --------------------------------------------------------------------------- cross-field checks
@@ -478,7 +308,7 @@ def _check_classes(classes: Any, context: Context) -> Iterator[str]:
             continue
         close = difflib.get_close_matches(str(name), list(known), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        listed = ", ".join(map(repr, known)) if len(known) <= _MAX_LISTED else f"{len(known)} names"
+        listed = ", ".join(map(repr, known)) if len(known) <= MAX_LISTED else f"{len(known)} names"
         yield f"cumulative.classes: {name!r} is not a class of the data; {hint}(accepted: {listed})"
 
 
@@ -718,7 +548,7 @@ def check_config(config: dict, schema: str | Path | dict, basedir: str | Path | 
     """Validate `config` (filling schema defaults in place), then the cross-field checks; raise one
     ConfigError listing every fault. `basedir`: the checkout (its data/fashion-mnist is searched)."""
     schema = schema if isinstance(schema, dict) else load_schema(schema)
-    faults = _schema_faults(config, schema)
+    faults = schema_faults(config, schema)
     problems = [message for _, message in faults]
     problems += cross_field_problems(config, basedir, rejected=[path for path, _ in faults])
     if problems:
