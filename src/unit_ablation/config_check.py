@@ -140,10 +140,10 @@ def _image_set_classes(images: dict | None, split: str) -> tuple[tuple[str, ...]
     path = Path(image_set["class_names"])
     if not path.is_file():
         return None, None  # reported by check_paths
-    from unit_ablation.images import _read_class_names  # PIL and numpy, no torch
+    from unit_ablation.images import read_class_names  # PIL and numpy, no torch
 
     try:
-        return _read_class_names(path).names, None
+        return read_class_names(path).names, None
     except ValueError as error:
         return None, (
             f"{key}.class_names: {error} (accepted: one class name per line, Places365's categories"

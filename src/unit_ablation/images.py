@@ -153,7 +153,9 @@ def read_image_folder(root: str | Path) -> ImageList:
 
 
 @dataclass(frozen=True)
-class _ClassTable:
+class ClassTable:
+    """A class-names file: the names in index order, and every spelling a labels file may use."""
+
     names: tuple[str, ...]
     aliases: dict[str, int]  # every accepted spelling of a class in a labels file -> index
 
@@ -166,7 +168,7 @@ def _unique_aliases(candidates: Sequence[tuple[str, int]]) -> dict[str, int]:
     return {alias: next(iter(indices)) for alias, indices in seen.items() if len(indices) == 1}
 
 
-def _synset_table(entries: Sequence[tuple[str, str]]) -> _ClassTable:
+def _synset_table(entries: Sequence[tuple[str, str]]) -> ClassTable:
     """(wnid, description) per class -> names: first synonym, `name (wnid)` where it repeats."""
     firsts = [description.split(",")[0].strip() for _, description in entries]
     counts: dict[str, int] = {}
@@ -181,10 +183,10 @@ def _synset_table(entries: Sequence[tuple[str, str]]) -> _ClassTable:
         candidates += [(name, index), (wnid, index), (description.strip(), index), (first, index)]
     aliases = _unique_aliases(candidates)
     aliases.update({name: index for index, name in enumerate(names)})
-    return _ClassTable(names, aliases)
+    return ClassTable(names, aliases)
 
 
-def _read_class_names(path: Path) -> _ClassTable:
+def read_class_names(path: Path) -> ClassTable:
     """Parse a class-names file in any of the formats of the module docstring."""
     if not path.is_file():
         raise ValueError(f"class-names file {path} does not exist")
@@ -224,13 +226,13 @@ def _read_class_names(path: Path) -> _ClassTable:
         short = [(re.sub(r"^/[^/]/", "", name), index) for index, name in enumerate(final)]
         aliases = _unique_aliases(short)
         aliases.update({name: index for index, name in enumerate(final)})
-        return _ClassTable(final, aliases)
+        return ClassTable(final, aliases)
 
     _check_unique(stripped, path, "class name")
-    return _ClassTable(tuple(stripped), {name: index for index, name in enumerate(stripped)})
+    return ClassTable(tuple(stripped), {name: index for index, name in enumerate(stripped)})
 
 
-def _read_class_index_json(path: Path) -> _ClassTable:
+def _read_class_index_json(path: Path) -> ClassTable:
     """`imagenet_class_index.json`: {"0": ["n01440764", "tench"], ...}."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -269,7 +271,7 @@ def read_flat_layout(
     that the labels file does not list are an error unless `allow_unlisted`.
     """
     images_dir, labels_file = Path(images_dir), Path(labels_file)
-    table = _read_class_names(Path(class_names_file))
+    table = read_class_names(Path(class_names_file))
     if not images_dir.is_dir():
         raise ValueError(f"image folder {images_dir} does not exist or is not a folder")
     if not labels_file.is_file():
