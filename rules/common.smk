@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from unit_ablation.architecture import canonical_layer, layer_units
 from unit_ablation.code_hash import stage_code_hash
-from unit_ablation.config_check import MODEL_PREFIX, find_data_root
+from unit_ablation.config_check import MODEL_PREFIX, download_dirs, find_data_root
 from unit_ablation.cost import job_seconds, units_per_job
 from unit_ablation.fetch_data import IDX_NAMES
 from unit_ablation.layers import LayerSpec, parse_layer_spec
@@ -26,10 +26,7 @@ DATASET = (
 PRETRAINED = config["pretrained"]
 FASHION_MNIST_TEST_IMAGES = 10_000
 # Where `make data` downloads when Debian's package is not available (working dir or checkout).
-DOWNLOAD_DIRS = [
-    "data/fashion-mnist",
-    str(Path(workflow.basedir) / "data" / "fashion-mnist"),
-]
+DOWNLOAD_DIRS = download_dirs(workflow.basedir)
 
 
 wildcard_constraints:

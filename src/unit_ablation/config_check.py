@@ -18,15 +18,13 @@ from typing import Any
 from unit_ablation.architecture import canonical_layer
 from unit_ablation.config_schema import MAX_LISTED, load_schema, schema_faults, show
 from unit_ablation.cost import PLANS, engine_plan
-from unit_ablation.fetch_data import IDX_NAMES
+from unit_ablation.fetch_data import DEFAULT_DEST, IDX_NAMES
 from unit_ablation.layers import LayerSpec
 from unit_ablation.zoo_layers import ARCH_LAYERS
 from unit_ablation.zoo_layers import layer_units as zoo_layer_units
 
 MODEL_PREFIX = "fmnist-alexnet"  # trained models are named {MODEL_PREFIX}-{variant}-s{seed}
 FASHION_MNIST_CLASS_COUNT = 10
-# Where `make data` downloads when Debian's package is not available (relative: the working dir).
-DOWNLOAD_DIR = Path("data") / "fashion-mnist"
 WEIGHTS_ENUM_PREFIX = "torchvision:"
 
 
@@ -91,10 +89,7 @@ class Context:
         return self.config.get("pretrained") or {}
 
     def download_dirs(self) -> list[str]:
-        dirs = [str(DOWNLOAD_DIR)]
-        if self.basedir is not None:
-            dirs.append(str(self.basedir / DOWNLOAD_DIR))
-        return dirs
+        return download_dirs(self.basedir)
 
     def classes(self, split: str) -> tuple[tuple[str, ...] | None, str | None]:
         """(class names or None, a fault or None) of an image split; cheap (one listing or file)."""
@@ -149,6 +144,15 @@ def _image_set_classes(images: dict | None, split: str) -> tuple[tuple[str, ...]
             f"{key}.class_names: {error} (accepted: one class name per line, Places365's categories"
             " file, LOC_synset_mapping.txt or imagenet_class_index.json)"
         )
+
+
+def download_dirs(basedir: str | Path | None = None) -> list[str]:
+    """Where `make data` downloads when Debian's package is not available: the working directory's
+    `data/fashion-mnist`, then the checkout's."""
+    dirs = [str(DEFAULT_DEST)]
+    if basedir is not None:
+        dirs.append(str(Path(basedir) / DEFAULT_DEST))
+    return dirs
 
 
 def find_data_root(config: dict, download_dirs: Sequence[str]) -> str | None:

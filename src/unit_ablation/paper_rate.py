@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from unit_ablation.ablation import ablate_units
+from unit_ablation.basis import random_rotation
 from unit_ablation.plan_cost import PAPER_LAYERS, plan_costs
 from unit_ablation.zoo import TorchvisionClassifier
 
@@ -37,8 +38,6 @@ def measure_case(
     precision: str = "exact",
 ) -> dict:
     """Time one (model, layer alias `name`, basis) on `images` random images and `units` units."""
-    from unit_ablation.basis import random_rotation
-
     torch.manual_seed(0)
     model = TorchvisionClassifier(arch, num_classes=1000).eval()
     costs = plan_costs(model, name, (3, size, size), rotated=rotated)
