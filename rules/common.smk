@@ -31,7 +31,7 @@ DOWNLOAD_DIRS = download_dirs(workflow.basedir)
 
 wildcard_constraints:
     model=r"[A-Za-z0-9-]+",
-    layer=r"[A-Za-z0-9_.]+?(?:@rot[0-9]+)?",
+    layer=r"[A-Za-z0-9_.]+?(?:@rot[0-9]+)?(?:\+(?:zero|mean))?",
     chunk=r"[0-9]+-[0-9]+",
 
 
@@ -72,14 +72,34 @@ def model_layers(model):
 
 
 def layer_specs(model):
-    """A model's analysed layers: each in its own basis and in each rotated basis."""
+    """A model's analysed layers: each in its own basis and in each rotated basis, then again
+    with each of `analysis.compare_values` as the ablation value."""
     specs = []
-    for layer in model_layers(model):
-        specs.append(LayerSpec(layer).name)
-        specs.extend(
-            LayerSpec(layer, seed).name for seed in config["analysis"]["rotation_seeds"]
-        )
+    for value in [None, *config["analysis"]["compare_values"]]:
+        for layer in model_layers(model):
+            specs.append(LayerSpec(layer, None, value).name)
+            specs.extend(
+                LayerSpec(layer, seed, value).name
+                for seed in config["analysis"]["rotation_seeds"]
+            )
     return specs
+
+
+def spec_value(layer_spec):
+    """The ablation value of a layer spec: its own (`conv5+mean`), else `ablation.value`."""
+    return parse_layer_spec(layer_spec).value or config["ablation"]["value"]
+
+
+def attributes_of(kind):
+    """Input function: the attribute table of a spec's units (one per layer and basis, whatever
+    the ablation value), `kind` "units" or "per_class"."""
+    folder = "attributes" if kind == "units" else "attributes/per_class"
+
+    def path(wildcards):
+        spec = parse_layer_spec(wildcards.layer).attribute_spec
+        return f"results/{wildcards.model}/{folder}/{spec}.tsv"
+
+    return path
 
 
 def unit_count(model, layer_spec):
@@ -255,7 +275,7 @@ def concept_table(model, layer):
     """A layer's concept IoU table when concept IoU is on, else []."""
     if config["concepts"]["root"] is None:
         return []
-    return f"results/{model}/concepts/{layer}.tsv"
+    return f"results/{model}/concepts/{parse_layer_spec(layer).attribute_spec}.tsv"
 
 
 def sorted_keys(value):
@@ -268,9 +288,30 @@ def sorted_keys(value):
     return value
 
 
+STAGE_ONE_CLAIM_KEYS = ("folds", "permutations")
+
+
 def claim_criteria():
-    """Config `claims` as plain floats (what counts as support in summary.md)."""
-    return {key: float(value) for key, value in config["claims"].items()}
+    """Config `claims` as plain floats: the criteria of the verdicts (stage two)."""
+    return {
+        key: float(value)
+        for key, value in config["claims"].items()
+        if key not in STAGE_ONE_CLAIM_KEYS
+    }
+
+
+def network_options():
+    """What the per-network statistics (stage one) depend on, from `claims` and `correlation`."""
+    claims = config["claims"]
+    return {
+        "sharp_class_drop": float(claims["sharp_class_drop"]),
+        "alpha": float(claims["alpha"]),
+        "min_active_fraction": float(config["correlation"]["min_active_fraction"]),
+        "resamples": int(config["correlation"]["bootstrap"]),
+        "permutations": int(claims["permutations"]),
+        "folds": int(claims["folds"]),
+        "seed": int(config["correlation"]["seed"]),
+    }
 
 
 def model_and_layer_pairs():
@@ -294,9 +335,9 @@ def train_params(wildcards):
     }
 
 
-def mean_ablation_split():
+def mean_ablation_split(value=None):
     """The split whose unit means replace ablated units (mean ablation only; None for zero)."""
-    if config["ablation"]["value"] == "mean":
+    if (value or config["ablation"]["value"]) == "mean":
         return config["analysis"]["attribute_split"]
     return None
 
@@ -313,6 +354,7 @@ def optional_int(value):
 def study_figures():
     """Figures over the whole study (1, 5, 6, and 7 when cumulative ablation is on)."""
     names = [
+        "network_effects",
         "overall_vs_max_class_drop",
         "variants_and_bases",
         "selective_vs_damaged_class",
@@ -324,7 +366,12 @@ STUDY_FIGURES = study_figures()
 
 
 def all_targets():
-    targets = ["results/summary.tsv", "results/summary.md", "results/config.yaml"]
+    targets = [
+        "results/summary.tsv",
+        "results/summary.md",
+        "results/claims.tsv",
+        "results/config.yaml",
+    ]
     targets += expand(
         "results/figures/{name}.{suffix}", name=STUDY_FIGURES, suffix=["png", "pdf"]
     )

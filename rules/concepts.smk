@@ -2,6 +2,7 @@ rule concept_iou:
     input:
         model="results/models/{model}.pt",
         index=concept_index(),
+        attributes=attributes_of("units"),
     output:
         units="results/{model}/concepts/{layer}.tsv",
         pairs="results/{model}/concepts/{layer}.pairs.tsv",

@@ -1,7 +1,7 @@
 rule correlate:
     input:
-        attributes="results/{model}/attributes/{layer}.tsv",
-        class_attributes="results/{model}/attributes/per_class/{layer}.tsv",
+        attributes=attributes_of("units"),
+        class_attributes=attributes_of("per_class"),
         damage="results/{model}/ablation/{layer}.units.tsv",
         class_damage="results/{model}/ablation/{layer}.classes.tsv",
         concepts=lambda wildcards: concept_table(wildcards.model, wildcards.layer),
@@ -19,8 +19,32 @@ rule correlate:
         resamples=int(config["correlation"]["bootstrap"]),
         seed=int(config["correlation"]["seed"]),
         permutations=int(config["correlation"]["permutations"]),
+        min_active_fraction=float(config["correlation"]["min_active_fraction"]),
     script:
         "../scripts/correlate.py"
+
+
+rule network_statistics:
+    input:
+        metadata="results/models/{model}.json",
+        attributes=attributes_of("units"),
+        class_attributes=attributes_of("per_class"),
+        damage="results/{model}/ablation/{layer}.units.tsv",
+        class_damage="results/{model}/ablation/{layer}.classes.tsv",
+        concepts=lambda wildcards: concept_table(wildcards.model, wildcards.layer),
+    output:
+        "results/{model}/statistics/{layer}.tsv",
+    log:
+        "results/logs/network_statistics/{model}/{layer}.log",
+    conda:
+        "../envs/correlate.yaml"
+    threads: 1
+    params:
+        code=code("network_statistics.py"),
+        layer="{layer}",
+        options=network_options(),
+    script:
+        "../scripts/network_statistics.py"
 
 
 rule combine_correlations:

@@ -19,5 +19,6 @@ rule gather:
         code=code("gather.py"),
         thresholds=[float(t) for t in config["analysis"]["damage_thresholds"]],
         fdr_alpha=float(config["analysis"]["fdr_alpha"]),
+        fdr_method=config["analysis"].get("fdr_method", "mid-p"),
     script:
         "../scripts/gather.py"

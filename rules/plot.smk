@@ -57,7 +57,7 @@ rule plot_sorted_units:
 
 rule plot_layer:
     input:
-        attributes="results/{model}/attributes/{layer}.tsv",
+        attributes=attributes_of("units"),
         damage="results/{model}/ablation/{layer}.units.tsv",
         class_damage="results/{model}/ablation/{layer}.classes.tsv",
         correlation="results/{model}/correlation/{layer}.tsv",
@@ -98,7 +98,7 @@ rule plot_comparison:
             for model, layer in model_and_layer_pairs()
         ],
         attributes=[
-            f"results/{model}/attributes/{layer}.tsv"
+            f"results/{model}/attributes/{parse_layer_spec(layer).attribute_spec}.tsv"
             for model, layer in model_and_layer_pairs()
         ],
         correlations=[
@@ -170,3 +170,28 @@ rule plot_cumulative:
         dpi=int(config["plots"]["dpi"]),
     script:
         "../scripts/plot_cumulative.py"
+
+
+rule plot_network_effects:
+    input:
+        [
+            f"results/{model}/statistics/{layer}.tsv"
+            for model, layer in model_and_layer_pairs()
+        ],
+    output:
+        png=report(
+            "results/figures/network_effects.png",
+            caption="../report/network_effects.rst",
+            category="0. Claims",
+        ),
+        pdf="results/figures/network_effects.pdf",
+    log:
+        "results/logs/plot_network_effects.log",
+    conda:
+        "../envs/plot.yaml"
+    threads: 1
+    params:
+        code=code("plot_network_effects.py"),
+        dpi=int(config["plots"]["dpi"]),
+    script:
+        "../scripts/plot_network_effects.py"

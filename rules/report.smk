@@ -13,6 +13,10 @@ rule summarize:
         agreement=[
             f"results/{model}/agreement.tsv" for model, _ in model_and_layer_pairs()
         ],
+        statistics=[
+            f"results/{model}/statistics/{layer}.tsv"
+            for model, layer in model_and_layer_pairs()
+        ],
         cumulative=cumulative_tables(),
     output:
         table=report(
@@ -20,10 +24,15 @@ rule summarize:
             caption="../report/summary.rst",
             category="Summary",
         ),
+        claims=report(
+            "results/claims.tsv",
+            caption="../report/claims_table.rst",
+            category="0. Claims",
+        ),
         markdown=report(
             "results/summary.md",
             caption="../report/claims.rst",
-            category="Summary",
+            category="0. Claims",
         ),
         seeds=report(
             "results/correlation_seeds.tsv",
@@ -40,8 +49,6 @@ rule summarize:
         entries=[[model, layer] for model, layer in model_and_layer_pairs()],
         reference_variant=next(iter(MODELS.values()))[0],
         criteria=claim_criteria(),
-        resamples=int(config["correlation"]["bootstrap"]),
-        seed=int(config["correlation"]["seed"]),
     script:
         "../scripts/summarize.py"
 

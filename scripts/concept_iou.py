@@ -16,4 +16,5 @@ run_stage(
     quantile=snakemake.params.quantile,
     detector_iou=snakemake.params.detector_iou,
     threads=snakemake.threads,
+    attributes_path=snakemake.input.attributes,
 )

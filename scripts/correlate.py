@@ -18,4 +18,5 @@ run_stage(
     seed=snakemake.params.seed,
     permutations=snakemake.params.permutations,
     concept_paths=[snakemake.input.concepts] if snakemake.input.concepts else None,
+    min_active_fraction=snakemake.params.min_active_fraction,
 )

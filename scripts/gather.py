@@ -13,4 +13,5 @@ run_stage(
     units_output=snakemake.output.units,
     thresholds=snakemake.params.thresholds,
     fdr_alpha=snakemake.params.fdr_alpha,
+    fdr_method=snakemake.params.fdr_method,
 )

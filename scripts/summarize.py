@@ -13,14 +13,12 @@ run_stage(
     unit_damage_paths=snakemake.input.damage,
     correlation_paths=snakemake.input.correlations,
     agreement_paths=snakemake.input.agreement,
+    statistics_paths=snakemake.input.statistics,
     output=snakemake.output.table,
+    claims_output=snakemake.output.claims,
     markdown_output=snakemake.output.markdown,
     seeds_output=snakemake.output.seeds,
     cumulative_paths=snakemake.input.cumulative,
     reference_variant=snakemake.params.reference_variant,
-    criteria=Criteria(
-        **snakemake.params.criteria,
-        resamples=snakemake.params.resamples,
-        seed=snakemake.params.seed,
-    ),
+    criteria=Criteria(**snakemake.params.criteria),
 )

@@ -447,8 +447,11 @@ def test_bad_weights_file_stops_prepare_model(weights, files, tmp_path, damage, 
 
 
 def _units_mismatch(arrays: dict[str, np.ndarray]) -> None:
-    for key in ("attr_mean", "attr_max", "attr_zero_fraction", "eval_mean", "eval_max", "eval_zero_fraction"):
-        arrays[key] = arrays[key][:, :-1]
+    """One unit fewer in every per-unit statistic (images x units), the logits left alone."""
+    units = arrays["eval_mean"].shape[1]
+    for key, value in list(arrays.items()):
+        if value.ndim == 2 and value.shape[1] == units and not key.endswith("_logits"):
+            arrays[key] = value[:, :-1]
 
 
 def _logits_wrong_width(arrays: dict[str, np.ndarray]) -> None:
@@ -510,6 +513,29 @@ def _chunk_other_class_count(arrays: dict[str, np.ndarray]) -> None:
         arrays[key] = arrays[key][:, :5]
     for key in ("n", "correct"):
         arrays[key] = arrays[key][:5]
+    for key in ("broken_half", "fixed_half", "newly", "no_longer"):
+        arrays[key] = arrays[key][:, :, :5]
+    for key in ("n_half", "correct_half", "predicted_half"):
+        arrays[key] = arrays[key][:, :5]
+    # counts that add up, as a 5-class chunk's would: every image predicted once, every change counted twice
+    arrays["newly"] = arrays["no_longer"].copy()
+    arrays["predicted_half"] = arrays["n_half"].copy()
+
+
+def _chunk_one_half(arrays: dict[str, np.ndarray]) -> None:
+    arrays["broken_half"] = arrays["broken_half"][:1]
+
+
+def _chunk_halves_off_the_total(arrays: dict[str, np.ndarray]) -> None:
+    arrays["fixed_half"][1, 0, 0] += 1
+
+
+def _chunk_changes_disagree(arrays: dict[str, np.ndarray]) -> None:
+    arrays["newly"][1, 2, 3] += 1  # an image that enters a class without leaving one
+
+
+def _chunk_negative_count(arrays: dict[str, np.ndarray]) -> None:
+    arrays["no_longer"][0, 1, 2] = -1
 
 
 @pytest.mark.parametrize(
@@ -519,6 +545,32 @@ def _chunk_other_class_count(arrays: dict[str, np.ndarray]) -> None:
         (empty, ["ablation chunk is empty (0 bytes"], CorruptFileError),
         (lambda p: rewrite_npz(p, _drop_key("fixed")), ["lacks the array(s) fixed"], CorruptFileError),
         (lambda p: rewrite_npz(p, _drop_key("metadata")), ["lacks the array(s) metadata"], CorruptFileError),
+        (lambda p: rewrite_npz(p, _drop_key("newly")), ["lacks the array(s) newly"], CorruptFileError),
+        (
+            lambda p: rewrite_npz(p, _drop_key("predicted_half")),
+            ["lacks the array(s) predicted_half"],
+            CorruptFileError,
+        ),
+        (
+            lambda p: rewrite_npz(p, _chunk_one_half),
+            ["'broken_half' has shape (1, 4, 10), expected 2 x units x classes"],
+            CorruptFileError,
+        ),
+        (
+            lambda p: rewrite_npz(p, _chunk_halves_off_the_total),
+            ["'fixed_half' does not sum over the halves to 'fixed'"],
+            CorruptFileError,
+        ),
+        (
+            lambda p: rewrite_npz(p, _chunk_changes_disagree),
+            ["arrays 'newly' and 'no_longer' count different changes"],
+            CorruptFileError,
+        ),
+        (
+            lambda p: rewrite_npz(p, _chunk_negative_count),
+            ["'no_longer' holds negative counts"],
+            CorruptFileError,
+        ),
         (
             lambda p: rewrite_npz(p, _chunk_wrong_shape),
             ["'fixed' has shape (4, 10)", "classes = 9 as in 'broken'"],
@@ -534,6 +586,12 @@ def _chunk_other_class_count(arrays: dict[str, np.ndarray]) -> None:
         "zero_bytes",
         "missing_key",
         "missing_metadata",
+        "missing_half_counts",
+        "missing_predicted",
+        "one_half",
+        "halves_off_total",
+        "changes_disagree",
+        "negative_count",
         "wrong_shape",
         "float_counts",
         "bad_metadata",

@@ -281,6 +281,29 @@ def test_rotated_basis_changes_the_units(broden):
     assert not np.allclose(canonical["iou"], rotated["iou"])
 
 
+def test_rotated_concept_iou_follows_the_orientation_not_the_drawn_sign(broden, monkeypatch):
+    from unit_ablation import basis, concepts
+
+    torch.manual_seed(0)
+    model = build_model(width=0.25).eval()
+    units = model.unit_count("conv5")
+    signs = np.where(np.arange(units) % 3 == 0, -1, 1)
+    drawn, _ = concept_iou(model, "conv5@rot0", broden, batch_size=6, quantile=0.05)
+    original = basis.basis_matrix
+
+    def flipped(count, seed):
+        matrix = original(count, seed)
+        return None if matrix is None else matrix * signs[None, :]
+
+    monkeypatch.setattr(concepts, "basis_matrix", flipped)
+    # Q with flipped columns, oriented back by the same signs: the same detectors
+    oriented, _ = concept_iou(model, "conv5@rot0", broden, batch_size=6, quantile=0.05, orientation=signs)
+    pd.testing.assert_frame_equal(oriented, drawn)
+    # the control: without the orientation the flipped directions find other concepts
+    unoriented, _ = concept_iou(model, "conv5@rot0", broden, batch_size=6, quantile=0.05)
+    assert not np.allclose(unoriented["iou"], drawn["iou"])
+
+
 def test_concept_iou_to_file_writes_tsvs(broden, tmp_path):
     torch.manual_seed(1)
     model = build_model(width=0.25).eval()

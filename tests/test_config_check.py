@@ -54,6 +54,7 @@ def image_study(tmp: Path, classes: tuple[str, ...] = CLASSES) -> dict:
         source="images",
         images={"test": {"folder": str(folder)}, "heldout": None, "resize": 72, "crop": 64, "workers": 1},
     )
+    config["analysis"]["allow_attributes_on_evaluation_split"] = True  # the checks below are about other keys
     config["variants"] = {}
     config["pretrained"] = {
         "alexnet": {"arch": "alexnet", "num_classes": 3, "weights": None, "layers": ["conv5"]},
@@ -381,6 +382,29 @@ CASES: dict[str, tuple[Callable[[Path], dict], list[str] | Callable[[Path], list
         edit(tiny, put("analysis", attribute_split="train")),
         ["analysis.attribute_split: 'train' is not accepted (accepted: one of 'heldout', 'test')"],
     ),
+    "split-attributes-on-the-evaluation-split": (
+        edit(tiny, put("analysis", attribute_split="test")),
+        [
+            "analysis.attribute_split: test computes unit attributes on the evaluation images (selection on"
+            " the images evaluated on); use heldout, a training subset, or set"
+            " analysis.allow_attributes_on_evaluation_split: true to allow it"
+        ],
+    ),
+    "split-images-heldout-null-is-the-evaluation-split": (
+        edit(image_study, put("analysis", allow_attributes_on_evaluation_split=False)),
+        [
+            "data.images.heldout: null (or the test images) computes unit attributes on the evaluation split;"
+            " name a training subset (e.g. 50 images per class of the train set), or set"
+            " analysis.allow_attributes_on_evaluation_split: true to allow it"
+        ],
+    ),
+    "compare-values-repeat-the-run-value": (
+        edit(tiny, put("analysis", compare_values=["zero"])),
+        [
+            "analysis.compare_values: 'zero' is already ablation.value (accepted: the other values of zero"
+            " and mean, or [])"
+        ],
+    ),
     "split-heldout-takes-all-training-images": (
         edit(tiny, lambda c, t: c["data"].update(heldout_size=60000, train_size=None)),
         [
@@ -633,11 +657,20 @@ def write_example_placeholders(workdir: Path) -> None:
     categories = "".join(f"/c/category{i} {i}\n" for i in range(365))
     (workdir / "data/places365/categories_places365.txt").write_text(categories)
     (workdir / "resources/weights/alexnet_places365.pth.tar").touch()
+    for dataset, classes in (("imagenet", 1000), ("places365", 365)):  # the attribute training subsets
+        for index in range(classes):
+            (workdir / f"data/{dataset}/train_subset/class{index:04d}").mkdir(parents=True, exist_ok=True)
 
 
 @pytest.mark.parametrize(
     "path",
-    ["config.yaml", "tests/tiny-config.yaml", "configs/imagenet.yaml", "configs/places365-alexnet.yaml"],
+    [
+        "config.yaml",
+        "tests/tiny-config.yaml",
+        "configs/full.yaml",
+        "configs/imagenet.yaml",
+        "configs/places365-alexnet.yaml",
+    ],
 )
 def test_shipped_configs_pass(tmp_path, monkeypatch, path):
     monkeypatch.chdir(tmp_path)

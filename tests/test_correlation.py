@@ -25,11 +25,11 @@ def test_layer_correlations_cover_every_attribute_and_damage():
             "unit": range(20),
             "overall_drop": attributes.class_selectivity * 2,
             "max_class_drop": rng.random(20),
-            "top5_mean_drop": rng.random(20),
+            "topk_mean_drop": rng.random(20),
         }
     )
     table = layer_correlations("conv5@rot2", attributes, damage)
-    assert len(table) == len(UNIT_ATTRIBUTES) * 3
+    assert len(table) == len(UNIT_ATTRIBUTES) * 3 * 2  # active units, and all units (sensitivity)
     assert set(table.basis) == {"rotation2"} and set(table.layer) == {"conv5"}
     row = table[(table.attribute == "class_selectivity") & (table.damage == "overall_drop")].iloc[0]
     assert row.spearman_rho == pytest.approx(1.0) and row.pearson_r == pytest.approx(1.0)
@@ -60,16 +60,45 @@ def test_bootstrap_intervals_are_reproducible_and_bracket_the_estimate():
     )
 
 
-def test_cluster_bootstrap_resamples_whole_units():
+def test_two_way_bootstrap_reduces_to_units_when_classes_do_not_matter():
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=30), rng.normal(size=30)
     per_unit = correlate(x, y, resamples=300, seed=5)
-    # each unit's row repeated for 4 classes: resampling whole units gives the unit-level intervals
-    blocks = correlate(np.repeat(x, 4), np.repeat(y, 4), resamples=300, seed=5, cluster_size=4)
+    # each unit's value repeated for 4 classes: resampling classes too changes nothing
+    grid = correlate(np.repeat(x, 4), np.repeat(y, 4), resamples=300, seed=5, classes=4)
     for key in ("spearman_ci_low", "spearman_ci_high", "pearson_ci_low", "pearson_ci_high"):
-        assert blocks[key] == pytest.approx(per_unit[key])
-    with pytest.raises(ValueError, match="blocks of 7"):
-        correlate(np.arange(30.0), y, resamples=10, cluster_size=7)
+        assert grid[key] == pytest.approx(per_unit[key])
+    assert math.isnan(grid["spearman_p"]) and math.isnan(grid["pearson_p"])  # pairs are not independent
+    with pytest.raises(ValueError, match="grid with 7 classes"):
+        correlate(np.arange(30.0), y, resamples=10, classes=7)
+
+
+def test_two_way_bootstrap_widens_intervals_when_classes_drive_the_correlation():
+    # both sides share a class effect: the correlation rests on 6 classes, not on 40 x 6 pairs
+    rng = np.random.default_rng(3)
+    units, classes = 40, 6
+    effect = rng.normal(size=classes)
+    x = (effect[None, :] + 0.3 * rng.normal(size=(units, classes))).ravel()
+    y = (effect[None, :] + 0.3 * rng.normal(size=(units, classes))).ravel()
+    two_way = correlate(x, y, resamples=400, seed=1, classes=classes)
+    rows = correlate(x, y, resamples=400, seed=1)
+    width = two_way["spearman_ci_high"] - two_way["spearman_ci_low"]
+    assert width > 3 * (rows["spearman_ci_high"] - rows["spearman_ci_low"])
+
+
+def test_dead_units_leave_the_unit_correlations_and_stay_in_the_sensitivity_rows():
+    rng = np.random.default_rng(4)
+    units = 20
+    attributes = pd.DataFrame({"unit": range(units), **{name: rng.random(units) for name in UNIT_ATTRIBUTES}})
+    attributes["dead"] = np.arange(units) < 3
+    attributes["active_fraction"] = np.where(np.arange(units) == 3, 0.001, 0.9)
+    damage = pd.DataFrame(
+        {"unit": range(units), "overall_drop": rng.random(units), "max_class_drop": rng.random(units)}
+    )
+    damage["topk_mean_drop"] = rng.random(units)
+    table = layer_correlations("conv5", attributes, damage, resamples=0, min_active_fraction=0.01)
+    assert set(table[table.level == "unit"].n) == {units - 4}
+    assert set(table[table.level == "unit (all units)"].n) == {units}
 
 
 def test_concept_iou_joins_the_unit_attributes_when_configured(tmp_path):
@@ -80,7 +109,7 @@ def test_concept_iou_joins_the_unit_attributes_when_configured(tmp_path):
     attributes = pd.DataFrame({"unit": range(units), **{name: rng.random(units) for name in UNIT_ATTRIBUTES}})
     damage = pd.DataFrame(
         {"unit": range(units), **{name: rng.random(units) for name in ("overall_drop", "max_class_drop")}}
-    ).assign(top5_mean_drop=rng.random(units))
+    ).assign(topk_mean_drop=rng.random(units))
     pairs = [(u, k, name) for u in range(units) for k, name in enumerate(classes)]
     class_attributes = pd.DataFrame(
         {
@@ -126,4 +155,4 @@ def test_concept_iou_joins_the_unit_attributes_when_configured(tmp_path):
     ]
     expected = stats.spearmanr(concepts.iou, damage.max_class_drop).statistic
     assert row.spearman_rho.iloc[0] == pytest.approx(expected)
-    assert len(with_concepts) == len(plain) + 3
+    assert len(with_concepts) == len(plain) + 6  # unit and sensitivity rows

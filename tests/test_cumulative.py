@@ -25,7 +25,9 @@ def class_damage_table() -> pd.DataFrame:
         (1, "a", 0.5), (1, "b", 3.0), (1, "c", 9.0),
         (2, "a", 2.0), (2, "b", 5.0), (2, "c", -1.0),
     ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["unit", "class", "drop"])
+    table = pd.DataFrame(rows, columns=["unit", "class", "drop"])
+    # half 0 ranks like the whole; half 1 reverses the units' order within every class
+    return table.assign(drop_h0=table["drop"], drop_h1=-table["drop"])
 
 
 def test_unit_counts_are_zero_then_powers_of_two_up_to_the_limit():
@@ -51,9 +53,42 @@ def test_random_sets_are_seeded_and_top_sets_are_prefixes():
     first = unit_sets(class_damage_table(), ["b"], ks, random_draws=2, seed=4, unit_count=3)
     again = unit_sets(class_damage_table(), ["b"], ks, random_draws=2, seed=4, unit_count=3)
     assert first == again
-    top = [s["units"] for s in first if s["order"] == "top"]
+    top = [s["units"] for s in first if s["order"] == "top" and s["ranked_on"] == 0]
     assert top == [[], [2], [2, 0]]
-    assert sum(s["order"] == "random" for s in first) == 2 * len(ks)
+    assert sum(s["order"] == "random" and s["ranked_on"] == 0 for s in first) == 2 * len(ks)
+
+
+def test_cumulative_ablation_is_cross_fitted():
+    sets = unit_sets(class_damage_table(), 1, [0, 1, 2], random_draws=1, seed=0, unit_count=3)
+    assert {(s["ranked_on"], s["evaluated_on"]) for s in sets} == {(0, 1), (1, 0)}
+    # each fold ranks units and chooses classes by its own half's drops
+    fold0 = [s for s in sets if s["ranked_on"] == 0 and s["order"] == "top"]
+    fold1 = [s for s in sets if s["ranked_on"] == 1 and s["order"] == "top"]
+    assert {s["class"] for s in fold0} == {"c"} and fold0[-1]["units"] == [1, 0]
+    assert {s["class"] for s in fold1} == {"c"} and fold1[1]["units"] == [2]  # half 1: c's drops reversed
+    # the same random draws in both folds (the control is paired with the ranked sets)
+    assert [s["units"] for s in sets if s["order"] == "random" and s["ranked_on"] == 0] == [
+        s["units"] for s in sets if s["order"] == "random" and s["ranked_on"] == 1
+    ]
+
+
+def test_no_unit_is_ranked_on_the_images_it_is_evaluated_on():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    halves = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    sets = [
+        {"ranked_on": 0, "evaluated_on": 1, "class": "x", "order": "top", "draw": 0, "k": 0, "units": []},
+        {"ranked_on": 0, "evaluated_on": 1, "class": "x", "order": "top", "draw": 0, "k": 1, "units": [0]},
+    ]
+    # the ablated model is wrong on half 0's images only: evaluated on half 1 it loses nothing
+    predictions = np.array([labels, np.where(halves == 0, 1 - labels, labels)])
+    table = cumulative_table(sets, predictions, labels, ["x", "y"], halves)
+    assert table.class_drop.tolist() == [0.0, 0.0]
+    assert table.evaluated_on.tolist() == [1, 1] and table.ranked_on.tolist() == [0, 0]
+    swapped = [{**s, "ranked_on": 1, "evaluated_on": 0} for s in sets]
+    table = cumulative_table(swapped, predictions, labels, ["x", "y"], halves)
+    assert table.class_drop.tolist() == [0.0, 100.0]
+    # on half 0 the ablated model misses both x images and calls both y images x: TPR = TNR = 0
+    assert table.balanced_class_drop.tolist() == [0.0, 100.0]
 
 
 def hook_predictions(model, layer, images, units):

@@ -11,7 +11,7 @@ import torchvision
 from conftest import synthetic_images
 from torch import nn
 
-from unit_ablation.ablation import ablate_naive, ablate_units, count_changes
+from unit_ablation.ablation import HALF_ARRAYS, ablate_naive, ablate_units, count_changes
 from unit_ablation.basis import random_rotation
 from unit_ablation.engine import AblationEngine
 from unit_ablation.graph_split import run_trunk, split_model
@@ -82,9 +82,9 @@ def assert_same_counts(
         model, layer, images, labels, units, 10, rotation=rotation, value=value, batch_size=64, device=device
     )
     assert naive.broken.sum() + naive.fixed.sum() > 0, "the case must change some predictions"
-    np.testing.assert_array_equal(engine.broken, naive.broken)
-    np.testing.assert_array_equal(engine.fixed, naive.fixed)
-    np.testing.assert_array_equal(engine.correct, naive.correct)
+    assert naive.newly.sum() > 0 and naive.broken_half[1].sum() + naive.fixed_half[1].sum() > 0
+    for name in ("units", "broken", "fixed", "n", "correct", *HALF_ARRAYS):
+        np.testing.assert_array_equal(getattr(engine, name), getattr(naive, name), err_msg=name)
     return engine
 
 
@@ -158,8 +158,8 @@ def test_every_applicable_plan_gives_the_same_counts(small_model):
     replay = ablate_units(small_model, "conv5", images, labels, units, 10, plan="head-replay")
     delta = ablate_units(small_model, "conv5", images, labels, units, 10, plan="delta")
     assert replay.broken.sum() > 0
-    np.testing.assert_array_equal(delta.broken, replay.broken)
-    np.testing.assert_array_equal(delta.fixed, replay.fixed)
+    for name in ("broken", "fixed", "correct", *HALF_ARRAYS):
+        np.testing.assert_array_equal(getattr(delta, name), getattr(replay, name), err_msg=name)
     with pytest.raises(ValueError, match="closed-form"):
         ablate_units(small_model, "conv5", images, labels, units, 10, plan="closed-form")
 
@@ -184,6 +184,8 @@ def test_permuting_channels_with_their_weights_permutes_the_results(small_model)
     assert before.broken.sum() > 0
     np.testing.assert_array_equal(after.broken, before.broken[perm.numpy()])
     np.testing.assert_array_equal(after.fixed, before.fixed[perm.numpy()])
+    for name in ("broken_half", "fixed_half", "newly", "no_longer"):
+        np.testing.assert_array_equal(getattr(after, name), getattr(before, name)[:, perm.numpy()])
 
 
 def test_memory_budget_sets_the_copies_per_pass_and_oom_halves_them(small_model, monkeypatch):
@@ -271,7 +273,7 @@ def test_out_of_memory_in_the_trunk_halves_the_image_batch_and_the_counts_stay_e
     assert "a batch of 35 images: halving to 17" in caplog.text
     assert "a batch of 17 images: halving to 8" in caplog.text
     assert sizes[:4] == [70, 35, 17, 8] and max(sizes[4:]) == 8 and sum(sizes[3:]) == 70
-    for name in ("broken", "fixed", "correct", "n"):
+    for name in ("broken", "fixed", "correct", "n", *HALF_ARRAYS):
         np.testing.assert_array_equal(getattr(counts, name), getattr(reference, name))
 
     def no_memory_trunk(split, x):

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -58,3 +60,34 @@ def test_truncated_checkpoint_error_names_the_file(tmp_path):
     (tmp_path / "bad.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="bad.pt"):
         load_model(tmp_path / "bad.pt")
+
+
+def test_bn_folded_weights_are_the_effective_linear_maps():
+    """incoming/outgoing weights of a BN net equal the linear part of conv + BN in eval mode:
+    BN(conv(x)) - BN(conv(0)) is a conv with the folded filters (non-trivial running stats)."""
+    torch.manual_seed(0)
+    model = build_model(width=0.25, batchnorm=True).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(-2.0, 2.0)
+                module.bias.uniform_(-1.0, 1.0)
+                module.running_mean.uniform_(-1.0, 1.0)
+                module.running_var.uniform_(0.2, 5.0)
+    units = layer_units(0.25)
+    for layer, reader in zip(CONV_LAYERS[:-1], CONV_LAYERS[1:], strict=True):
+        out = model.outgoing_weight(layer)  # float32, as the attribute stage reads it
+        assert out.shape == (units[reader], units[layer], 9)
+        block = copy.deepcopy(model.features.get_submodule(reader)).double()  # the maps in float64
+        x = torch.randn(2, units[layer], 7, 7, dtype=torch.float64)
+        with torch.no_grad():
+            effective = block.bn(block.conv(x)) - block.bn(block.conv(torch.zeros_like(x)))
+            filters = out.double().view(units[reader], units[layer], 3, 3)
+            folded = torch.nn.functional.conv2d(x, filters, padding=1)
+        torch.testing.assert_close(folded, effective, rtol=1e-5, atol=1e-5)  # float32 rounding of the fold
+        # BN is not the identity; the reader's incoming weight is the same fold seen from the other side
+        assert not torch.allclose(out, block.conv.weight.float().flatten(2), rtol=1e-3)
+        assert torch.equal(model.incoming_weight(reader).flatten(2), out)
+    # conv5 is read by fc6 (no BN after it): raw weights per unit and pool5 position
+    fc6 = model.classifier.fc6.weight
+    assert torch.equal(model.outgoing_weight("conv5"), fc6.view(fc6.shape[0], units["conv5"], 9))

@@ -39,7 +39,7 @@ def synthetic_tables(seed: int, nan: bool = False) -> dict[str, pd.DataFrame]:
             "balanced_drop": drop.mean(axis=1),
             "max_class_drop": drop.max(axis=1),
             "max_drop_class": [CLASSES[k] for k in drop.argmax(axis=1)],
-            "top5_mean_drop": sorted_drop[:, :5].mean(axis=1),
+            "topk_mean_drop": sorted_drop[:, :5].mean(axis=1),
             "n_classes_drop_ge_2": (drop >= 2).sum(axis=1),
             "n_classes_drop_ge_5": (drop >= 5).sum(axis=1),
             "n_classes_drop_ge_10": (drop >= 10).sum(axis=1),
@@ -77,7 +77,7 @@ def synthetic_tables(seed: int, nan: bool = False) -> dict[str, pd.DataFrame]:
         }
     )
     if nan:
-        units.loc[[0, 3], ["overall_drop", "max_class_drop", "top5_mean_drop"]] = np.nan
+        units.loc[[0, 3], ["overall_drop", "max_class_drop", "topk_mean_drop"]] = np.nan
         units.loc[3, "max_drop_class"] = np.nan
         classes["hurt"] = classes["hurt"].astype(object)
         classes.loc[[0, 5, 17], ["drop", "hurt"]] = np.nan
@@ -340,8 +340,8 @@ def test_attribute_panel_titles_show_rho_and_ci_from_the_table(study, tmp_path, 
     assert titles["class_selectivity", "overall_drop"] == "rho = 0.31 [0.12, 0.48]"
     assert titles["l1_in", "max_class_drop"] == "rho undefined"
     rows = correlation[pick].set_index(["attribute", "damage"])
-    row = rows.loc[("l1_out", "top5_mean_drop")]
-    assert titles["l1_out", "top5_mean_drop"] == (
+    row = rows.loc[("l1_out", "topk_mean_drop")]
+    assert titles["l1_out", "topk_mean_drop"] == (
         f"rho = {row.spearman_rho:.2f} [{row.spearman_ci_low:.2f}, {row.spearman_ci_high:.2f}]"
     )
     assert not any("0.99" in title for title in titles.values())

@@ -22,8 +22,16 @@ PLOTS = {
     "plot_comparison",
     "plot_agreement",
     "plot_cumulative",
+    "plot_network_effects",
 }
-STUDY_AGGREGATES = {"plot_overview", "plot_comparison", "plot_agreement", "summarize", "record_config"}
+STUDY_AGGREGATES = {
+    "plot_overview",
+    "plot_comparison",
+    "plot_agreement",
+    "plot_network_effects",
+    "summarize",
+    "record_config",
+}
 UPSTREAM_OF_ABLATION = {"prepare_data", "train", "extract", "attributes"}
 
 
@@ -94,6 +102,7 @@ def test_bootstrap_count_reruns_correlate_and_what_reads_it(tiny_run, config):
     config["correlation"]["bootstrap"] += 10
     expected = {"correlate", "combine_correlations", "plot_layer", "plot_comparison"}
     expected |= {"plot_agreement", "summarize", "record_config"}
+    expected |= {"network_statistics", "plot_network_effects"}  # its bootstraps use the same count
     assert dry_run(tiny_run, config) == of_rules(every_job(tiny_run), expected)
 
 
@@ -118,8 +127,31 @@ def test_new_layer_runs_its_own_jobs_and_the_aggregates_that_take_it_in(tiny_run
         "ablate",
         "gather",
         "correlate",
+        "network_statistics",
         "plot_layer",
     }
+
+
+def test_a_mean_ablation_comparison_adds_its_ablation_and_analysis_only(tiny_run, config):
+    config["analysis"]["compare_values"] = ["mean"]
+    planned = dry_run(tiny_run, config)
+    added = naming(planned, "+mean")
+    assert {rule for rule, _ in added} == {
+        "ablate",
+        "gather",
+        "correlate",
+        "network_statistics",
+        "plot_layer",
+    }
+    # the same units' attributes serve both values: no extraction, no training
+    assert not of_rules(planned, UPSTREAM_OF_ABLATION)
+    assert naming(planned, "conv5@rot0+mean/") and naming(planned, "conv4+mean.")
+    assert of_rules(planned, {"summarize"})
+
+
+def test_a_verdict_criterion_reruns_only_the_summary(tiny_run, config):
+    config["claims"]["weak_rho"] = 0.25
+    assert dry_run(tiny_run, config) == of_rules(every_job(tiny_run), {"summarize", "record_config"})
 
 
 def test_one_variants_epochs_rerun_that_variants_chain_only(tiny_run, config):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,12 +17,20 @@ import pytest
 from conftest import PROJECT_ROOT, synthetic_images
 
 from unit_ablation import ablation
-from unit_ablation.ablation import ablate_chunk_to_file, ablate_units
+from unit_ablation.ablation import HALF_ARRAYS, ablate_chunk_to_file, ablate_units
+from unit_ablation.damage import load_chunk
 from unit_ablation.data import prepare_fashion_mnist
 from unit_ablation.models import save_checkpoint
 from unit_ablation.resume import PartialCounts, ProgressSaver, load_progress, progress_path
 
-ARRAYS = ("units", "broken", "fixed", "n", "correct")
+ARRAYS = ("units", "broken", "fixed", "n", "correct", *HALF_ARRAYS)
+
+
+def partial_of(images_done: int, units: int, classes: int, fill: int = 0) -> PartialCounts:
+    """Saved counts of the given sizes, every count `fill`."""
+    per_unit = np.full((2, units, classes), fill, dtype=np.int64)
+    per_class = np.full((2, classes), fill, dtype=np.int64)
+    return PartialCounts(images_done, per_unit, per_unit, per_unit, per_unit, per_class, per_class)
 
 
 @pytest.mark.parametrize("value", ["zero", "mean"])
@@ -30,9 +39,9 @@ def test_counts_resumed_from_the_first_images_equal_one_uninterrupted_pass(small
     units = list(range(small_model.unit_count("conv4")))
     options = dict(value=value, mean_images=images, units_per_pass=5)
     whole = ablate_units(small_model, "conv4", images, labels, units, 10, batch_size=30, **options)
-    assert whole.broken.sum() > 0
+    assert whole.broken.sum() > 0 and whole.newly.sum() > 0
     first = ablate_units(small_model, "conv4", images[:37], labels[:37], units, 10, batch_size=10, **options)
-    partial = PartialCounts(37, first.broken, first.fixed, first.correct)
+    partial = PartialCounts.of(37, first)
     resumed = ablate_units(
         small_model, "conv4", images, labels, units, 10, batch_size=20, resume=partial, **options
     )
@@ -116,20 +125,37 @@ def test_a_killed_job_resumes_from_its_last_saved_images_with_identical_counts(
     with np.load(output) as resumed, np.load(reference) as whole:
         for name in ARRAYS:
             np.testing.assert_array_equal(resumed[name], whole[name])
-        assert whole["broken"].sum() > 0
+        assert whole["broken"].sum() > 0 and whole["newly"].sum() > 0
         assert json.loads(str(resumed["metadata"]))["resumed_at_image"] == saved
         assert json.loads(str(whole["metadata"]))["resumed_at_image"] == 0
     assert sorted(p.name for p in output.parent.iterdir()) == ["0-8.npz"], "no temporary files are left"
+    load_chunk(output)  # the resumed chunk passes gather's checks (halves sum to the totals)
 
 
 def test_progress_of_another_configuration_or_a_corrupt_file_is_ignored(chunk_inputs, tmp_path, caplog):
     model_path, dataset_path = chunk_inputs
     path = tmp_path / "progress.npz"
-    counts = np.ones((8, 10), dtype=np.int64)
-    ProgressSaver(path, "job-a").save(PartialCounts(40, counts, counts, counts[0]))
-    assert load_progress(path, "job-a", (8, 10)).images_done == 40
+    ProgressSaver(path, "job-a").save(partial_of(40, 8, 10, fill=1))
+    loaded = load_progress(path, "job-a", (8, 10))
+    assert loaded.images_done == 40 and loaded.newly.shape == (2, 8, 10) and loaded.broken.sum() == 160
     assert load_progress(path, "job-b", (8, 10)) is None
     assert load_progress(path, "job-a", (9, 10)) is None
+    # a progress file of the former format (totals only, no counts per half) is not resumed from
+    with np.load(path) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    for key in ("broken_half", "fixed_half", "newly", "no_longer", "correct_half", "predicted_half"):
+        arrays.pop(key)
+    np.savez(path, **arrays, broken=np.ones((8, 10), np.int64), fixed=np.ones((8, 10), np.int64))
+    with caplog.at_level(logging.WARNING):
+        assert load_progress(path, "job-a", (8, 10)) is None
+    assert f"ignoring unreadable progress file {path}" in caplog.text
+    # counts per half of another shape, or not integers
+    for bad in (np.zeros((1, 8, 10), np.int64), np.zeros((2, 8, 10), np.float64)):
+        ProgressSaver(path, "job-a").save(dataclasses.replace(partial_of(40, 8, 10), newly=bad))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert load_progress(path, "job-a", (8, 10)) is None
+        assert "whose newly is not 2 x 8 x 10 integer counts" in caplog.text
     path.write_bytes(path.read_bytes()[:100])
     with caplog.at_level(logging.WARNING):
         assert load_progress(path, "job-a", (8, 10)) is None
@@ -140,9 +166,7 @@ def test_progress_of_another_configuration_or_a_corrupt_file_is_ignored(chunk_in
     ablate_chunk_to_file(model_path, dataset_path, output, **CHUNK)
     with np.load(output) as fresh:
         expected = {name: fresh[name] for name in ARRAYS}
-    ProgressSaver(progress_path(output), "stale").save(
-        PartialCounts(50, np.zeros((8, 10), np.int64), np.zeros((8, 10), np.int64), np.zeros(10, np.int64))
-    )
+    ProgressSaver(progress_path(output), "stale").save(partial_of(50, 8, 10))
     output.unlink()
     caplog.clear()
     with caplog.at_level(logging.INFO):

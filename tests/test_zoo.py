@@ -6,6 +6,7 @@ pools of AlexNet, VGG and ResNet accept any size from 32 x 32 (VGG) or 64 x 64 (
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -159,6 +160,33 @@ def test_incoming_and_outgoing_weights_of_alexnet_and_vgg(zoo):
     assert not torch.allclose(incoming, conv.weight)  # the fold matters: BN is not the identity
     assert torch.equal(vgg_bn.incoming_weight("features.40"), conv.weight)  # pre-BN point: raw conv
     assert torch.equal(vgg_bn.outgoing_weight("conv5_3"), vgg_bn.net.classifier[0].weight.view(4096, 512, 49))
+    # conv5_2 is read by conv5_3, which its BN follows: the outgoing weights are folded with that BN
+    outgoing = vgg_bn.outgoing_weight("conv5_2")
+    assert outgoing.shape == (512, 512, 9)
+    assert_effective_linear_map(outgoing, [(conv, bn)], torch.randn(2, 512, 4, 4), stride=1, padding=1)
+    assert not torch.allclose(outgoing, conv.weight.flatten(2))
+    assert torch.equal(vgg_bn.outgoing_weight("features.39"), vgg_bn.outgoing_weight("conv5_2"))
+
+
+def assert_effective_linear_map(
+    weight: torch.Tensor,
+    readers: list[tuple[nn.Module, nn.Module]],
+    x: torch.Tensor,
+    stride: int,
+    padding: int,
+) -> None:
+    """`weight` (out, units, positions) as a conv computes the linear part of each reader conv and
+    its BN in eval mode, stacked: BN(conv(x)) - BN(conv(0)) (the BN shift is a bias)."""
+    size = int(round(weight.shape[2] ** 0.5))
+    with torch.no_grad():
+        got = nn.functional.conv2d(
+            x.double(), weight.double().view(*weight.shape[:2], size, size), stride=stride, padding=padding
+        )
+        expected = []
+        for conv, bn in readers:
+            conv64, bn64 = copy.deepcopy(conv).double(), copy.deepcopy(bn).double().eval()
+            expected.append(bn64(conv64(x.double())) - bn64(conv64(torch.zeros_like(x, dtype=torch.float64))))
+    torch.testing.assert_close(got, torch.cat(expected, dim=1), rtol=1e-5, atol=1e-5)  # float32 fold
 
 
 def test_incoming_and_outgoing_weights_of_resnets(zoo):
@@ -170,15 +198,19 @@ def test_incoming_and_outgoing_weights_of_resnets(zoo):
     )
     assert torch.equal(resnet18.outgoing_weight("layer4"), resnet18.net.fc.weight.view(NUM_CLASSES, 512, 1))
 
-    # layer3 is read by layer4.0's conv1 (3x3) and downsample (1x1, zero-padded to the centre):
-    # together they are one 3x3 conv with conv1's stride and padding.
+    # layer3 is read by layer4.0's conv1 (3x3, then bn1) and downsample (1x1, zero-padded to the
+    # centre, then its BN): together they are one 3x3 conv with conv1's stride and padding, each
+    # half folded with the BN that follows it.
     reader = resnet18.net.layer4[0]
     weight = resnet18.outgoing_weight("layer3")
     assert weight.shape == (512 + 512, 256, 9)
-    x = torch.randn(2, 256, 8, 8)
-    with torch.no_grad():
-        stacked = nn.functional.conv2d(x, weight.view(1024, 256, 3, 3), stride=2, padding=1)
-        torch.testing.assert_close(stacked, torch.cat([reader.conv1(x), reader.downsample[0](x)], dim=1))
+    readers = [(reader.conv1, reader.bn1), (reader.downsample[0], reader.downsample[1])]
+    assert_effective_linear_map(weight, readers, torch.randn(2, 256, 8, 8), stride=2, padding=1)
+    # inside a block: conv1's output is read by conv2, folded with bn2
+    inner = resnet18.net.layer3[1]
+    assert_effective_linear_map(
+        resnet18.outgoing_weight("layer3.1.bn1"), [(inner.conv2, inner.bn2)], torch.randn(2, 256, 4, 4), 1, 1
+    )
 
     resnet50 = zoo("resnet50")
     last = resnet50.net.layer4[2]

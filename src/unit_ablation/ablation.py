@@ -4,7 +4,9 @@ Two implementations with one contract:
 - `ablate_units`: the engine (`unit_ablation.engine`): trunk once per image batch, then the
   cheapest exact plan (closed form, delta or head replay) for many units at once;
 - `ablate_naive`: the reference, one full forward pass per unit with a hook that edits the
-  layer's output.
+  layer's output, its counts written out class by class (`counts_from_predictions`).
+Both count per fixed half of the images (`halves.evaluation_halves`) too, and the changes of
+predicted class (`newly`, `no_longer`) that balanced single-class accuracy needs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from unit_ablation.data import load_dataset, to_float
 from unit_ablation.device import choose_device, device_batch, image_batches, set_precision, software_versions
 from unit_ablation.engine import AblationEngine, ablate_directions, is_out_of_memory
 from unit_ablation.graph_split import run_trunk, split_model
+from unit_ablation.halves import evaluation_halves
 from unit_ablation.io import atomic_path
 from unit_ablation.layers import parse_layer_spec
 from unit_ablation.models import check_num_classes, load_model, resolve_layer
@@ -45,16 +48,41 @@ ABLATION_VALUES = ("zero", "mean")
 
 @dataclass
 class AblationCounts:
-    """broken/fixed: units x classes; n/correct: per class (intact model); plan: how it was computed."""
+    """Paired counts of one ablation run; `plan`: how it was computed.
+
+    Totals: broken/fixed (units x classes), n/correct (per class, intact model). Per fixed half
+    of the images (`halves.evaluation_halves`; the totals are their sums): broken_half,
+    fixed_half, newly, no_longer (2 x units x classes) and n_half, correct_half, predicted_half
+    (2 x classes). `newly[h, u, k]`: images of half h (of any label) the intact model does not
+    predict as k and the ablated model does; `no_longer[h, u, k]`: images it predicts as k and
+    the ablated model does not; `predicted_half[h, k]`: images the intact model predicts as k.
+    """
 
     units: np.ndarray
     broken: np.ndarray
     fixed: np.ndarray
     n: np.ndarray
     correct: np.ndarray
+    broken_half: np.ndarray
+    fixed_half: np.ndarray
+    newly: np.ndarray
+    no_longer: np.ndarray
+    n_half: np.ndarray
+    correct_half: np.ndarray
+    predicted_half: np.ndarray
     plan: str = "naive"
     head_seconds: float = 0.0  # engine only: time on the ablated copies, trunk excluded
     head_flops: float = 0.0  # engine only: Linear/Conv2d FLOPs executed on the ablated copies
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """Images the intact model predicts as each class."""
+        return self.predicted_half.sum(axis=0)
+
+
+# the arrays of AblationCounts (and of a chunk file) that are counts per half of the images
+UNIT_HALF_ARRAYS = ("broken_half", "fixed_half", "newly", "no_longer")  # 2 x units x classes
+HALF_ARRAYS = (*UNIT_HALF_ARRAYS, "n_half", "correct_half", "predicted_half")
 
 
 def count_changes(
@@ -69,6 +97,87 @@ def count_changes(
     broken = torch.bincount(cell[(intact_ok & ~ablated_ok).flatten()], minlength=size)
     fixed = torch.bincount(cell[(~intact_ok & ablated_ok).flatten()], minlength=size)
     return broken.view(-1, num_classes), fixed.view(-1, num_classes)
+
+
+def count_batch(
+    intact: torch.Tensor, ablated: torch.Tensor, labels: torch.Tensor, halves: torch.Tensor, num_classes: int
+) -> dict[str, torch.Tensor]:
+    """Counts of one batch per half: broken_half, fixed_half, newly, no_longer (2 x K x classes)
+    and correct_half, predicted_half (2 x classes) of the intact model.
+
+    intact, labels, halves: B; ablated: K x B predictions.
+    """
+    copies = ablated.shape[0]
+    size = 2 * copies * num_classes
+    # cell (half, copy, class) of every (copy, image), less the class
+    copy = torch.arange(copies, device=labels.device).unsqueeze(1)
+    base = (halves.unsqueeze(0) * copies + copy) * num_classes
+    intact_ok = (intact == labels).unsqueeze(0)
+    ablated_ok = ablated == labels.unsqueeze(0)
+    changed = ablated != intact.unsqueeze(0)
+
+    def tally(cells: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return torch.bincount(cells[where], minlength=size).view(2, copies, num_classes)
+
+    def tally_intact(cells: torch.Tensor) -> torch.Tensor:
+        return torch.bincount(cells, minlength=2 * num_classes).view(2, num_classes)
+
+    by_label = base + labels.unsqueeze(0)
+    return {
+        "broken_half": tally(by_label, intact_ok & ~ablated_ok),
+        "fixed_half": tally(by_label, ~intact_ok & ablated_ok),
+        "newly": tally(base + ablated, changed),
+        "no_longer": tally(base + intact.unsqueeze(0), changed),
+        "correct_half": tally_intact((halves * num_classes + labels)[intact == labels]),
+        "predicted_half": tally_intact(halves * num_classes + intact),
+    }
+
+
+def counts_from_predictions(
+    intact: np.ndarray, ablated: np.ndarray, labels: np.ndarray, halves: np.ndarray, num_classes: int
+) -> dict[str, np.ndarray]:
+    """The same counts as `count_batch`, written out class by class in numpy: the reference.
+
+    intact, labels, halves: N; ablated: K x N predictions.
+    """
+    shape = (2, ablated.shape[0], num_classes)
+    counts = {key: np.zeros(shape, np.int64) for key in UNIT_HALF_ARRAYS}
+    counts |= {key: np.zeros((2, num_classes), np.int64) for key in ("correct_half", "predicted_half")}
+    intact_ok, ablated_ok = intact == labels, ablated == labels
+    for h in range(2):
+        half = halves == h
+        for k in range(num_classes):
+            in_class = half & (labels == k)
+            counts["broken_half"][h, :, k] = (in_class & intact_ok & ~ablated_ok).sum(axis=1)
+            counts["fixed_half"][h, :, k] = (in_class & ~intact_ok & ablated_ok).sum(axis=1)
+            counts["newly"][h, :, k] = (half & (intact != k) & (ablated == k)).sum(axis=1)
+            counts["no_longer"][h, :, k] = (half & (intact == k) & (ablated != k)).sum(axis=1)
+            counts["correct_half"][h, k] = (in_class & intact_ok).sum()
+            counts["predicted_half"][h, k] = (half & (intact == k)).sum()
+    return counts
+
+
+def class_sizes_per_half(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """n_half: images of each class in each half (2 x classes)."""
+    halves = evaluation_halves(labels)
+    return np.stack([np.bincount(labels[halves == h], minlength=num_classes) for h in range(2)])
+
+
+def finished_counts(
+    units: list[int], labels: np.ndarray, num_classes: int, half_counts: dict[str, np.ndarray], **run: object
+) -> AblationCounts:
+    """AblationCounts from the per-half counts (numpy), with the totals as their sums."""
+    n_half = class_sizes_per_half(labels, num_classes)
+    return AblationCounts(
+        units=np.array(units),
+        broken=half_counts["broken_half"].sum(axis=0),
+        fixed=half_counts["fixed_half"].sum(axis=0),
+        n=n_half.sum(axis=0),
+        correct=half_counts["correct_half"].sum(axis=0),
+        n_half=n_half,
+        **{key: half_counts[key] for key in HALF_ARRAYS if key != "n_half"},
+        **run,
+    )
 
 
 @torch.no_grad()
@@ -165,16 +274,16 @@ def ablate_units(
         model, layer, images, rotation, value, batch_size, device, mean_images, precision
     )
     engine = AblationEngine(model, layer, q, plan, units_per_pass, memory_budget_mb)
-    broken = torch.zeros(len(units), num_classes, dtype=torch.long, device=device)
-    fixed = torch.zeros_like(broken)
-    correct = torch.zeros(num_classes, dtype=torch.long, device=device)
+    shapes = {key: (2, len(units), num_classes) for key in UNIT_HALF_ARRAYS}
+    shapes |= {"correct_half": (2, num_classes), "predicted_half": (2, num_classes)}
+    totals = {key: torch.zeros(shape, dtype=torch.long, device=device) for key, shape in shapes.items()}
+    halves = torch.from_numpy(evaluation_halves(labels)).to(device)
     done = 0
     progress = Progress(log, f"ablate {layer} ({engine.plan})", len(images), "images")
     if resume is not None:
         done = resume.images_done
-        broken += torch.from_numpy(resume.broken).to(device)
-        fixed += torch.from_numpy(resume.fixed).to(device)
-        correct += torch.from_numpy(resume.correct).to(device)
+        for key in totals:
+            totals[key] += torch.from_numpy(np.asarray(getattr(resume, key))).to(device)
         log.info("resuming at image %d of %d", done, len(images))
         progress.update(done, note="from the saved progress")
     while done < len(images):
@@ -191,20 +300,18 @@ def ablate_units(
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             continue
-        correct += torch.bincount(y[intact == y], minlength=num_classes)
-        b, f = count_changes(intact, predictions, y, num_classes)
-        broken += b
-        fixed += f
+        batch = count_batch(intact, predictions, y, halves[done : done + len(x)], num_classes)
+        for key, value in batch.items():
+            totals[key] += value
         done += len(x)
         progress.update(len(x), note=f"{len(units)} units")
         if saver is not None and saver.due() and done < len(images):
-            saver.save(PartialCounts(done, broken.cpu().numpy(), fixed.cpu().numpy(), correct.cpu().numpy()))
-    return AblationCounts(
-        np.array(units),
-        broken.cpu().numpy(),
-        fixed.cpu().numpy(),
-        np.bincount(labels, minlength=num_classes),
-        correct.cpu().numpy(),
+            saver.save(PartialCounts(done, **{key: value.cpu().numpy() for key, value in totals.items()}))
+    return finished_counts(
+        units,
+        labels,
+        num_classes,
+        {key: value.cpu().numpy() for key, value in totals.items()},
         plan=engine.plan,
         head_seconds=engine.head_seconds,
         head_flops=engine.executed_flops,
@@ -234,27 +341,24 @@ def ablate_naive(
         model, layer, images, rotation, value, batch_size, device, mean_images, precision
     )
     module = resolve_layer(model, layer)
-    y_all = torch.from_numpy(labels.astype(np.int64)).to(device)
+    labels = np.asarray(labels).astype(np.int64)
 
     def predict() -> torch.Tensor:
         # batch by batch: a paper-scale split as float32 would not fit in memory
         return torch.cat([model(x).argmax(1) for x, _ in image_batches(images, None, batch_size, device)])
 
-    intact = predict()
-    broken = np.zeros((len(units), num_classes), dtype=np.int64)
-    fixed = np.zeros_like(broken)
+    intact = predict().cpu().numpy()
+    ablated = np.empty((len(units), len(labels)), dtype=np.int64)  # K x N: 8 bytes per unit and image
     for k, unit in enumerate(units):
         hook = module.register_forward_hook(
             lambda _m, _i, out, unit=unit: ablate_directions(out, [unit], q, values)[0]
         )
         try:
-            ablated = predict()
+            ablated[k] = predict().cpu().numpy()
         finally:
             hook.remove()
-        b, f = count_changes(intact, ablated.unsqueeze(0), y_all, num_classes)
-        broken[k], fixed[k] = b[0].cpu().numpy(), f[0].cpu().numpy()
-    correct = torch.bincount(y_all[intact == y_all], minlength=num_classes).cpu().numpy()
-    return AblationCounts(np.array(units), broken, fixed, np.bincount(labels, minlength=num_classes), correct)
+    half_counts = counts_from_predictions(intact, ablated, labels, evaluation_halves(labels), num_classes)
+    return finished_counts(units, labels, num_classes, half_counts)
 
 
 def ablate_chunk_to_file(
@@ -345,6 +449,7 @@ def ablate_chunk_to_file(
             fixed=counts.fixed,
             n=counts.n,
             correct=counts.correct,
+            **{key: getattr(counts, key) for key in HALF_ARRAYS},
             metadata=np.array(json.dumps(metadata)),
         )
     if saver is not None:

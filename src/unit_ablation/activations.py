@@ -31,14 +31,19 @@ def layer_statistics(
     label: str = "",
     device: torch.device | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per image and unit: spatial mean, spatial max and fraction of zero positions; plus logits.
+    """Per image and unit: spatial mean, max, min and fraction of zero positions; plus logits.
 
+    The coordinates are z = Q^T a (the canonical basis when `rotation` is None), as drawn: the
+    sign of a rotated direction is arbitrary, and the attribute stage orients it (q_j^T mu >= 0).
+    Flipping coordinate j maps its spatial max to minus its spatial min, so the min is kept too.
     Uses the same trunk/head split as the ablation engine, so any fx-traceable model works.
     """
     device = device or torch.device("cpu")
     split = split_model(model.eval().to(device), layer)
     q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
-    outputs: dict[str, list[np.ndarray]] = {"mean": [], "max": [], "zero_fraction": [], "logits": []}
+    outputs: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("mean", "max", "min", "zero_fraction", "logits")
+    }
     progress = Progress(log, f"extract {label}".strip(), len(images), "images")
     for x, _ in image_batches(images, None, batch_size, device):
         activation, side = run_trunk(split, x)
@@ -46,6 +51,7 @@ def layer_statistics(
         z = to_basis(activation, q).flatten(2)
         outputs["mean"].append(z.mean(2).cpu().numpy())
         outputs["max"].append(z.amax(2).cpu().numpy())
+        outputs["min"].append(z.amin(2).cpu().numpy())
         outputs["zero_fraction"].append((z == 0).float().mean(2).cpu().numpy())
         outputs["logits"].append(logits.cpu().numpy())
         progress.update(len(x))
@@ -64,7 +70,11 @@ def extract_to_file(
     device: str = "cpu",
     precision: str = "exact",
 ) -> None:
-    """Write `{eval,attr}_{mean,max,zero_fraction,logits,labels}` for one (model, layer spec) to .npz."""
+    """Write `{eval,attr}_{mean,max,min,zero_fraction,logits,labels}` for one (model, layer spec) to .npz.
+
+    Also `class_names`, and `rotation` (Q, its columns as drawn, not oriented) for a rotated basis.
+    Statistics are stored un-oriented; `attributes.orientation_signs` orients them.
+    """
     torch.set_num_threads(max(1, threads))
     set_precision(precision)
     torch_device = choose_device(device)

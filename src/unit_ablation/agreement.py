@@ -47,7 +47,7 @@ def layer_agreement(
     spec = parse_layer_spec(layer)
     return {
         "layer_spec": layer,
-        "layer": spec.layer,
+        "layer": spec.label,
         "basis": spec.basis,
         **agreement(selective, drop_values[usable], permutations, seed),
     }

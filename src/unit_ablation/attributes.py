@@ -1,4 +1,7 @@
-"""Unit attributes (SCIENCE.md): selectivity, class correlation, weight norms, activation statistics."""
+"""Unit attributes (SCIENCE.md): selectivity, class gap, class correlation, weight norms, activity.
+
+Rotated coordinates are oriented (q_j^T mu >= 0) before any attribute is computed.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +36,45 @@ def dead_units(activations: np.ndarray) -> np.ndarray:
     return np.all(activations == 0, axis=0)
 
 
+def active_fraction(activations: np.ndarray) -> np.ndarray:
+    """Per unit: the fraction of images whose pooled activation is nonzero (0 for a dead unit).
+
+    Post-ReLU (canonical basis) a spatial mean is nonzero iff the unit fires somewhere in the image;
+    a rotated coordinate is nonzero on almost every image (about 1).
+    """
+    if len(activations) == 0:
+        return np.zeros(activations.shape[1])
+    return (activations != 0).mean(axis=0)
+
+
+def orientation_signs(mean: np.ndarray, rotated: bool) -> np.ndarray:
+    """+1/-1 per unit: -1 where a rotated coordinate's mean over images is negative, else +1.
+
+    `mean` is images x units of spatial means of z = Q^T a; every image has the same positions,
+    so the mean over images of the spatial means is q_j^T mu, mu the layer's mean activation over
+    images and positions. Orienting (z_j -> s_j z_j, q_j -> s_j q_j) makes q_j^T mu >= 0. The
+    canonical basis (`rotated` False) is never flipped; a mean of exactly 0 is not flipped.
+    """
+    if not rotated or len(mean) == 0:
+        return np.ones(mean.shape[1], dtype=np.int64)
+    return np.where(mean.mean(axis=0) < 0, -1, 1).astype(np.int64)
+
+
+def orient_statistics(
+    mean: np.ndarray, maximum: np.ndarray, minimum: np.ndarray, signs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image (spatial mean, max, min) of the oriented coordinates s_j z_j.
+
+    A flipped coordinate's mean is negated and its max is minus its min (and vice versa).
+    Negation is exact in floating point, so statistics of -z oriented equal those of z.
+    """
+    flip = signs < 0
+    oriented_mean = np.where(flip, -mean, mean)
+    oriented_max = np.where(flip, -minimum, maximum)
+    oriented_min = np.where(flip, -maximum, minimum)
+    return oriented_mean, oriented_max, oriented_min
+
+
 def class_selectivity(mu: np.ndarray, eps: float = SELECTIVITY_EPS) -> tuple[np.ndarray, np.ndarray]:
     """Morcos et al. selectivity (mu_max - mu_-max) / (mu_max + mu_-max + eps) and the argmax class.
 
@@ -58,7 +100,35 @@ def per_class_selectivity(mu: np.ndarray, eps: float = SELECTIVITY_EPS) -> np.nd
     return si
 
 
+def class_gap(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Standardised class-mean gap (mu_max - mu_-max) / sigma per unit.
+
+    mu_max is the largest class mean, mu_-max the mean of the other classes' means (as in Morcos's
+    index) and sigma the unit's standard deviation of the pooled activation over the images.
+    Unlike Morcos's index it has no mu_max + mu_-max denominator, so it is well defined on signed
+    (rotated) coordinates. A constant unit (sigma = 0, e.g. dead) gets 0.
+    """
+    num_classes = mu.shape[1]
+    mu_max = mu.max(axis=1)
+    mu_rest = (mu.sum(axis=1) - mu_max) / max(1, num_classes - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sigma > 0, (mu_max - mu_rest) / sigma, 0.0)
+
+
+def per_class_gap(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """gap[u, k] = (mu[u,k] - mu[u,not k]) / sigma[u]; 0 for a constant unit (sigma = 0).
+
+    mu[u,not k] is the mean of the other classes' means (as for SI), sigma[u] the unit's standard
+    deviation of the pooled activation over the images.
+    """
+    num_classes = mu.shape[1]
+    rest = (mu.sum(axis=1, keepdims=True) - mu) / max(1, num_classes - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sigma[:, None] > 0, (mu - rest) / sigma[:, None], 0.0)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits (images x classes), shifted for stability."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -104,10 +174,25 @@ def unit_attributes(
     weight_in: np.ndarray,
     weight_out: np.ndarray,
     rotation: np.ndarray | None = None,
+    minimum: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-unit table and per-(unit, class) table of attributes from pooled activations."""
+    """Per-unit table and per-(unit, class) table of attributes from pooled activations.
+
+    `mean`, `maximum`, `minimum`, `zero_fraction`: images x units spatial statistics of z = Q^T a
+    (the canonical basis when `rotation` is None). In a rotated basis every coordinate is first
+    oriented (`orientation_signs`: q_j^T mu >= 0), so no attribute depends on the arbitrary sign
+    of q_j; the applied sign is the `orientation` column (+1 throughout the canonical basis).
+    `minimum` is needed in a rotated basis (a flipped coordinate's max is minus its min).
+    """
+    rotated = rotation is not None
+    signs = orientation_signs(mean, rotated)
+    if rotated:
+        if minimum is None:
+            raise ValueError("a rotated basis needs the per-image spatial minimum to orient its coordinates")
+        mean, maximum, _ = orient_statistics(mean, maximum, minimum, signs)
     num_classes = len(class_names)
     mu = class_means(mean, labels, num_classes)
+    sigma = mean.std(axis=0)
     selectivity, top_class = class_selectivity(mu)
     si = per_class_selectivity(mu)
     corr = class_correlation(mean, softmax(logits))
@@ -115,15 +200,18 @@ def unit_attributes(
     per_unit = pd.DataFrame(
         {
             "unit": units,
+            "orientation": signs,
             "dead": dead_units(mean),
+            "active_fraction": active_fraction(mean),
             "class_selectivity": selectivity,
+            "class_gap": class_gap(mu, sigma),
             "most_selective_class": [class_names[k] for k in top_class],
             "class_correlation": corr.max(axis=1),
             "class_correlation_class": [class_names[k] for k in corr.argmax(axis=1)],
             "l1_in": incoming_l1(weight_in, rotation),
             "l1_out": outgoing_l1(weight_out, rotation),
             "activation_mean": mean.mean(axis=0),
-            "activation_std": mean.std(axis=0),
+            "activation_std": sigma,
             "activation_sparsity": zero_fraction.mean(axis=0),
             "activation_max": maximum.max(axis=0),
         }
@@ -137,6 +225,7 @@ def unit_attributes(
             "class_index": np.tile(np.arange(num_classes), len(units)),
             "class_mean": mu.ravel(),
             "class_selectivity": si.ravel(),
+            "class_gap": per_class_gap(mu, sigma).ravel(),
             "class_correlation": corr.ravel(),
         }
     )
@@ -147,7 +236,7 @@ ACTIVATION_SHAPES: dict[str, tuple[str, ...]] = {
     **{
         f"{prefix}_{key}": (f"{prefix}_images", "units")
         for prefix in ("eval", "attr")
-        for key in ("mean", "max", "zero_fraction")
+        for key in ("mean", "max", "min", "zero_fraction")
     },
     "eval_logits": ("eval_images", "classes"),
     "attr_logits": ("attr_images", "classes"),
@@ -200,7 +289,7 @@ def attributes_to_files(
     rotation = data.get("rotation")
     per_unit, per_class = unit_attributes(
         mean=data["attr_mean"].astype(np.float64),
-        maximum=data["attr_max"],
+        maximum=data["attr_max"].astype(np.float64),
         zero_fraction=data["attr_zero_fraction"],
         logits=data["attr_logits"].astype(np.float64),
         labels=data["attr_labels"],
@@ -208,12 +297,14 @@ def attributes_to_files(
         weight_in=model.incoming_weight(spec.layer).detach().numpy().astype(np.float64),
         weight_out=model.outgoing_weight(spec.layer).detach().numpy().astype(np.float64),
         rotation=rotation,
+        minimum=data["attr_min"].astype(np.float64),
     )
     log.info(
-        "%s: %d units, %d dead, median selectivity %.3f",
+        "%s: %d units, %d dead, %d directions flipped to q^T mu >= 0, median selectivity %.3f",
         layer,
         len(per_unit),
         int(per_unit.dead.sum()),
+        int((per_unit.orientation < 0).sum()),
         float(per_unit.class_selectivity.median()),
     )
     write_tsv(per_unit, units_output)

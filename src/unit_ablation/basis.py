@@ -31,3 +31,12 @@ def from_basis(coordinates: torch.Tensor, rotation: torch.Tensor | None) -> torc
     if rotation is None:
         return coordinates
     return torch.einsum("bjhw,uj->buhw", coordinates, rotation)
+
+
+def orient_rotation(rotation: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """Q with column j multiplied by signs[j] (+1/-1): the oriented directions s_j q_j.
+
+    Ablating a direction does not depend on its sign; its coordinates z_j do. With the signs of
+    `attributes.orientation_signs` every oriented direction has q_j^T mu >= 0.
+    """
+    return rotation * np.asarray(signs, dtype=rotation.dtype)[None, :]

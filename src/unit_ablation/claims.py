@@ -1,17 +1,37 @@
-"""The paper's claims, each tested by one statistic computed from the run's own tables.
+"""Stage two of every verdict: the paper's five claims, each a stated test across networks.
 
-Every function takes the per-(model, layer spec) tables and returns a `Claim` (a summary row)
-plus a detail table with one row per model/layer comparison. Criteria are parameters (config
-section `claims`), not typed-in results.
+Input: the stage-one rows of `unit_ablation.network_stats` for every (network, layer spec).
+Output: `results/claims.tsv`, one row per (claim, comparison) with the estimate, its interval,
+the replicates it rests on, the test, p-values, the criterion and a verdict (yes / no / partly /
+inconclusive) with its reason. The rules (the science spec's "How claims are decided"):
+- "yes" needs the test to reject in the stated direction; "no" needs an equivalence bound met;
+  anything else is "inconclusive", with the reason (too few networks, underpowered, noise);
+- claims about training conditions (BN, dropout) compare one statistic per trained network,
+  across networks, Holm-corrected over layers and variants; fewer than 2 networks per group is
+  always inconclusive;
+- rotation is compared within each network (rotated bases against its own canonical basis).
+Criteria are config values (`claims:`), fixed before a run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from unit_ablation.inference import (
+    fisher_combined_p,
+    fisher_z,
+    holm,
+    interval_verdict,
+    min_detectable_effect,
+    paired_difference,
+    pool_correlations,
+    pool_normal,
+    welch_difference,
+)
 
 CLAIMS = {
     1: "Ablating any single unit barely changes overall accuracy.",
@@ -21,309 +41,468 @@ CLAIMS = {
     5: "Random rotation of the unit basis, batch normalization and dropout change how class-specific "
     "unit importance is.",
 }
+VERDICTS = ("yes", "no", "partly", "inconclusive")
+MIN_NETWORKS = 2  # per group, for any comparison across networks
+COLUMNS = [
+    "claim",
+    "comparison",
+    "role",
+    "statistic",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "ci_level",
+    "n_replicates",
+    "replicates",
+    "min_detectable_effect",
+    "test",
+    "p_value",
+    "p_adjusted",
+    "criterion",
+    "verdict",
+    "reason",
+]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Criteria:
-    """What counts as support (config `claims`): drops in accuracy points, |rho| boundaries."""
+    """What counts as support (config `claims`); drops in accuracy points, rho on its own scale."""
 
+    alpha: float = 0.05
+    power: float = 0.8
     max_overall_drop: float = 1.0
     sharp_class_drop: float = 5.0
+    few_classes: float = 0.2
     weak_rho: float = 0.3
-    resamples: int = 1000
-    seed: int = 0
+    predictive_rho: float = 0.3
+    contrast_margin: float = 0.1
+    specificity_margin: float = 0.25
 
 
-@dataclass
-class Claim:
-    number: int
-    statistic: str
-    value: str
-    supported: str  # "yes", "partly" or "no"
-    criterion: str
-    details: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    @property
-    def text(self) -> str:
-        return CLAIMS[self.number]
-
-
-def verdict(passed: list[bool]) -> str:
-    """'yes' when every comparison passes, 'no' when none does, else 'partly'."""
-    if passed and all(passed):
+def combine(verdicts: list[str]) -> str:
+    """A claim's verdict from its comparisons: 'yes' when all are yes, 'partly' when some are,
+    'no' when all are no, else 'inconclusive'."""
+    if not verdicts:
+        return "inconclusive"
+    if all(v == "yes" for v in verdicts):
         return "yes"
-    return "partly" if any(passed) else "no"
+    if any(v == "yes" for v in verdicts):
+        return "partly"
+    if all(v == "no" for v in verdicts):
+        return "no"
+    return "inconclusive"
 
 
-def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial confidence interval of a share."""
-    if trials == 0:
-        return float("nan"), float("nan")
-    interval = stats.binomtest(successes, trials).proportion_ci(confidence_level=level, method="exact")
-    return float(interval.low), float(interval.high)
+def _replicates(group: pd.DataFrame) -> str:
+    seeds = ", ".join(str(s) for s in sorted(group.seed.unique()))
+    return f"networks ({group.model.nunique()}: seeds {seeds})"
 
 
-def _bootstrap_medians(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    return np.median(values[rng.integers(0, len(values), (resamples, len(values)))], axis=1)
+def _row(claim: int, comparison: str, **values) -> dict:
+    row = dict.fromkeys(COLUMNS, float("nan"))
+    row.update({"claim": claim, "comparison": comparison, "role": "primary", "reason": "", **values})
+    return row
 
 
-def _percentile_interval(boot: np.ndarray, level: float) -> tuple[float, float]:
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(boot, [tail, 100 - tail])
-    return float(low), float(high)
+def _value(group: pd.DataFrame, statistic: str, attribute: str = "", included: str = "") -> pd.DataFrame:
+    picked = group[(group.statistic == statistic)]
+    if attribute:
+        picked = picked[picked.attribute == attribute]
+    if included:
+        picked = picked[picked.units_included == included]
+    return picked
 
 
-def median_ci(a: np.ndarray, resamples: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
-    """The median with a percentile bootstrap CI over the values."""
-    a = np.asarray(a, dtype=float)
-    median = float(np.median(a))
-    if not resamples:
-        return median, float("nan"), float("nan")
-    boot = _bootstrap_medians(a, resamples, np.random.default_rng(seed))
-    return median, *_percentile_interval(boot, level)
-
-
-def median_difference_ci(
-    a: np.ndarray, b: np.ndarray, resamples: int, seed: int, level: float = 0.95
-) -> tuple[float, float, float]:
-    """median(a) - median(b) with a percentile bootstrap CI, resampling each group's units."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    difference = float(np.median(a) - np.median(b))
-    if not resamples:
-        return difference, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    boot = _bootstrap_medians(a, resamples, rng) - _bootstrap_medians(b, resamples, rng)
-    return difference, *_percentile_interval(boot, level)
-
-
-def _interval(value: float, low: float, high: float, digits: int = 2) -> str:
-    if not np.isfinite(value):
-        return "undefined"
-    text = f"{value:.{digits}f}"
-    return text + (f" [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) else "")
-
-
-def overall_drop_claim(units: pd.DataFrame, criteria: Criteria) -> Claim:
-    """Claim 1: the largest |overall drop| of any unit (canonical bases) stays below the bound."""
-    canonical = units[units.basis == "canonical"]
+def overall_drop_rows(table: pd.DataFrame, criteria: Criteria) -> list[dict]:
+    """Claim 1 per (variant, layer): every unit's simultaneous exact interval of its overall drop
+    lies inside +-max_overall_drop ('yes'), some unit's lies outside ('no'), else inconclusive."""
     rows = []
-    for (model, layer), group in canonical.groupby(["model", "layer"], sort=False):
-        drops = group.overall_drop.to_numpy()
-        rows.append(
-            {
-                "model": model,
-                "layer": layer,
-                "units": len(drops),
-                "median_overall_drop": float(np.median(drops)),
-                "max_abs_overall_drop": float(np.abs(drops).max()),
-                "passes": bool(np.abs(drops).max() < criteria.max_overall_drop),
-            }
-        )
-    details = pd.DataFrame(rows)
-    drops = canonical.overall_drop.to_numpy()
-    median, low, high = median_ci(drops, criteria.resamples, criteria.seed)
-    worst = canonical.loc[canonical.overall_drop.abs().idxmax()]
-    return Claim(
-        1,
-        "per-unit overall accuracy drop (points), all canonical units",
-        f"max |drop| {abs(worst.overall_drop):.2f} ({worst.model} {worst.layer} unit {int(worst.unit)}); "
-        f"median {_interval(median, low, high)}; {len(drops)} units",
-        verdict(details.passes.tolist()),
-        f"every unit's |overall drop| < {criteria.max_overall_drop:g} point in every model and layer",
-        details,
-    )
-
-
-def class_damage_claim(units: pd.DataFrame, num_classes: int, criteria: Criteria) -> Claim:
-    """Claim 2: some units significantly hurt a class by a sharp drop, and only a few classes."""
-    canonical = units[units.basis == "canonical"]
-    sharp = (canonical.n_classes_significantly_hurt > 0) & (
-        canonical.max_class_drop >= criteria.sharp_class_drop
-    )
-    rows = []
-    for (model, layer), group in canonical.assign(sharp=sharp).groupby(["model", "layer"], sort=False):
-        hurting = group[group.n_classes_significantly_hurt > 0]
-        classes_hurt = float(hurting.n_classes_significantly_hurt.median()) if len(hurting) else 0.0
-        rows.append(
-            {
-                "model": model,
-                "layer": layer,
-                "units": len(group),
-                "units_sharply_hurting_a_class": int(group.sharp.sum()),
-                "max_class_drop": float(group.max_class_drop.max()),
-                "max_overall_drop": float(group.overall_drop.max()),
-                "median_classes_hurt_by_hurting_units": classes_hurt,
-                "passes": bool(group.sharp.any() and classes_hurt <= num_classes / 2),
-            }
-        )
-    details = pd.DataFrame(rows)
-    count, total = int(sharp.sum()), len(canonical)
-    low, high = clopper_pearson(count, total)
-    return Claim(
-        2,
-        f"units with a class significantly hurt (exact McNemar, BH) by >= {criteria.sharp_class_drop:g}"
-        " points",
-        f"{count} of {total} units ({100 * count / max(total, 1):.1f}% [{100 * low:.1f}, {100 * high:.1f}]); "
-        f"largest class drop {canonical.max_class_drop.max():.1f} points",
-        verdict(details.passes.tolist()),
-        "in every model and layer at least one such unit, and units that hurt classes hurt at most half"
-        " of them (median)",
-        details,
-    )
-
-
-def _correlation_rows(
-    correlations: pd.DataFrame, level: str, attribute: str, damage: str, basis: str = "canonical"
-) -> pd.DataFrame:
-    rows = correlations[
-        (correlations.level == level)
-        & (correlations.attribute == attribute)
-        & (correlations.damage == damage)
-        & (correlations.basis == basis)
-    ]
-    columns = ["model", "layer", "n", "spearman_rho", "spearman_ci_low", "spearman_ci_high", "spearman_p"]
-    return rows[columns].reset_index(drop=True)
-
-
-def overall_prediction_claim(correlations: pd.DataFrame, criteria: Criteria) -> Claim:
-    """Claim 3: |rho(class selectivity, overall drop)| is weak in every model and layer."""
-    details = _correlation_rows(correlations, "unit", "class_selectivity", "overall_drop")
-    details["passes"] = details.spearman_rho.abs() < criteria.weak_rho
-    others = correlations[
-        (correlations.level == "unit")
-        & (correlations.damage == "overall_drop")
-        & (correlations.basis == "canonical")
-        & (correlations.attribute != "class_selectivity")
-    ]
-    strongest = others.loc[others.spearman_rho.abs().idxmax()] if len(others) else None
-    value = _rho_range(details)
-    if strongest is not None:
-        value += (
-            f"; strongest other attribute: {strongest.attribute} rho = {strongest.spearman_rho:.2f} "
-            f"({strongest.model} {strongest.layer})"
-        )
-    return Claim(
-        3,
-        "Spearman rho, class selectivity vs overall drop, per model and layer (bootstrap 95% CI)",
-        value,
-        verdict(details.passes.tolist()),
-        f"|rho| < {criteria.weak_rho:g} in every model and layer",
-        details,
-    )
-
-
-def _rho_range(details: pd.DataFrame) -> str:
-    if details.empty:
-        return "no canonical layer analysed"
-    low_row = details.loc[details.spearman_rho.idxmin()]
-    high_row = details.loc[details.spearman_rho.idxmax()]
-    return (
-        f"rho from {_interval(low_row.spearman_rho, low_row.spearman_ci_low, low_row.spearman_ci_high)} "
-        f"to {_interval(high_row.spearman_rho, high_row.spearman_ci_low, high_row.spearman_ci_high)} "
-        f"over {len(details)} model/layer pairs"
-    )
-
-
-def class_prediction_claim(correlations: pd.DataFrame, agreement: pd.DataFrame, criteria: Criteria) -> Claim:
-    """Claim 4: per-class selectivity predicts the class drop (pooled unit-class rho clearly > 0)."""
-    details = _correlation_rows(correlations, "unit-class", "class_selectivity", "class_drop")
-    canonical_agreement = agreement[agreement.basis == "canonical"][
-        ["model", "layer", "top1_share", "top1_chance", "top1_p"]
-    ]
-    details = details.merge(canonical_agreement, on=["model", "layer"], how="left")
-    details["passes"] = (details.spearman_rho >= criteria.weak_rho) & (details.spearman_ci_low > 0)
-    agreeing = int((details.top1_p < 0.05).sum())
-    return Claim(
-        4,
-        "pooled Spearman rho, per-class selectivity vs class drop over (unit, class) pairs (cluster "
-        "bootstrap 95% CI); most selective = most damaged class vs permutation chance",
-        f"{_rho_range(details)}; top-1 agreement above chance (p < 0.05) in {agreeing} of {len(details)}",
-        verdict(details.passes.tolist()),
-        f"rho >= {criteria.weak_rho:g} with the CI above 0 in every model and layer",
-        details,
-    )
-
-
-def specificity_claim(units: pd.DataFrame, reference_variant: str, criteria: Criteria) -> Claim:
-    """Claim 5: rotation, BN and dropout change the max class drop (median difference, bootstrap CI).
-
-    Rotation: each model's rotated bases (all rotation seeds pooled) against its canonical basis.
-    Variants: each variant against the reference variant of the same training seed (canonical).
-    """
-    rows = []
-    canonical = units[units.basis == "canonical"]
-    for (model, layer), group in canonical.groupby(["model", "layer"], sort=False):
-        rotated = units[(units.model == model) & (units.layer == layer) & (units.basis != "canonical")]
-        if len(rotated):
-            rows.append(_comparison("rotation", model, layer, rotated, group, criteria))
-    for (variant, seed, layer), group in canonical.groupby(["variant", "seed", "layer"], sort=False):
-        if variant == reference_variant:
-            continue
-        reference = canonical[
-            (canonical.variant == reference_variant) & (canonical.seed == seed) & (canonical.layer == layer)
-        ]
-        if len(reference):
-            rows.append(
-                _comparison(f"variant {variant}", group.model.iloc[0], layer, group, reference, criteria)
+    bound = criteria.max_overall_drop
+    for (variant, layer), group in table[table.basis == "canonical"].groupby(
+        ["variant", "layer"], sort=False
+    ):
+        upper = _value(group, "overall_drop_abs_upper").value.max()
+        lower = _value(group, "overall_drop_abs_lower").value.max()
+        if upper < bound:
+            verdict, reason = "yes", f"every unit's interval is inside +-{bound:g}"
+        elif lower >= bound:
+            verdict, reason = (
+                "no",
+                f"some unit's overall drop is beyond +-{bound:g} (its interval excludes it)",
             )
-    details = pd.DataFrame(rows)
-    if details.empty:
-        return Claim(5, "median max class drop differences", "no comparison configured", "no", "", details)
-    factors = []
-    summaries = []
-    for factor, group in details.groupby("factor", sort=False):
-        changed = int(group.passes.sum())
-        factors.append(changed > 0)
-        summaries.append(
-            f"{factor}: {changed} of {len(group)} layers changed, median difference "
-            f"{group.median_difference.median():+.2f} points"
+        else:
+            verdict, reason = "inconclusive", f"underpowered: some unit's interval reaches {upper:.2f}"
+        rows.append(
+            _row(
+                1,
+                f"variant {variant}, {layer}",
+                statistic="max |overall drop| over units (points)",
+                estimate=_value(group, "max_abs_overall_drop").value.max(),
+                ci_low=lower,
+                ci_high=upper,
+                ci_level=1 - criteria.alpha,
+                n_replicates=group.model.nunique(),
+                replicates=_replicates(group),
+                test="exact McNemar-conditional Clopper-Pearson bounds, Bonferroni over units, worst network",
+                criterion=f"every unit's |overall drop| < {bound:g} point (its upper bound)",
+                verdict=verdict,
+                reason=reason,
+            )
         )
-    return Claim(
-        5,
-        f"median max class drop, changed condition minus reference (rotated minus canonical; variant minus "
-        f"{reference_variant}), bootstrap 95% CI over units",
-        "; ".join(summaries),
-        verdict(factors),
-        "for rotation and for every variant, the CI excludes 0 in at least one layer",
-        details,
+    return rows
+
+
+def class_damage_rows(table: pd.DataFrame, criteria: Criteria) -> list[dict]:
+    """Claim 2 per (variant, layer): in every network some (unit, class) pair is both significant
+    (McNemar, FDR) and at least sharp_class_drop, and such units hurt at most few_classes of the
+    classes ('yes'); 'no' when no pair can reach the sharp drop (simultaneous bound) or sharp units
+    hurt many classes."""
+    rows = []
+    for (variant, layer), group in table[table.basis == "canonical"].groupby(
+        ["variant", "layer"], sort=False
+    ):
+        by_model = group[group.attribute.fillna("") == ""].pivot(
+            index="model", columns="statistic", values="value"
+        )
+        classes = float(by_model.num_classes.iloc[0])
+        few = criteria.few_classes * classes
+        has_sharp = by_model.units_with_sharp_pair > 0
+        focused = by_model.sharp_classes_per_unit.fillna(np.inf) <= few
+        network_yes = has_sharp & focused
+        network_no = (by_model.class_drop_upper < criteria.sharp_class_drop) | (has_sharp & ~focused)
+        if network_yes.all():
+            verdict, reason = "yes", "every network has sharply and significantly hurt classes, few per unit"
+        elif network_no.all():
+            verdict, reason = "no", "no pair can reach the sharp drop, or sharp units hurt many classes"
+        elif network_yes.any():
+            verdict, reason = "partly", f"{int(network_yes.sum())} of {len(by_model)} networks"
+        else:
+            verdict, reason = "inconclusive", "no significant sharp pair, but the bounds do not exclude one"
+        rows.append(
+            _row(
+                2,
+                f"variant {variant}, {layer}",
+                statistic="units with a (unit, class) pair significantly hurt by >= sharp_class_drop "
+                "(fewest over networks)",
+                estimate=float(by_model.units_with_sharp_pair.min()),
+                ci_high=float(by_model.class_drop_upper.max()),
+                ci_level=1 - criteria.alpha,
+                n_replicates=len(by_model),
+                replicates=_replicates(group),
+                test="McNemar per pair with FDR (the gather's method); Bonferroni exact bound of class drops",
+                criterion=f"a significant pair with drop >= {criteria.sharp_class_drop:g} points in every "
+                f"network; such units hurt <= {criteria.few_classes:g} of the classes (median)",
+                verdict=verdict,
+                reason=reason,
+            )
+        )
+    return rows
+
+
+def _tost_p(pooled, margin: float) -> float:
+    """TOST p-value on the Fisher z scale: the larger of the two one-sided p-values."""
+    if not np.isfinite(pooled.se):
+        return float("nan")
+    z, bound = fisher_z(pooled.estimate), fisher_z(margin)
+    return float(max(stats.norm.sf((z + bound) / pooled.se), stats.norm.cdf((z - bound) / pooled.se)))
+
+
+def _rho_mde(se: float, criteria: Criteria) -> float:
+    return float(np.tanh(min_detectable_effect(se, float("inf"), criteria.alpha, criteria.power)))
+
+
+def overall_prediction_rows(table: pd.DataFrame, criteria: Criteria) -> list[dict]:
+    """Claim 3 per (variant, layer, attribute): the pooled rho(attribute, overall drop) is inside
+    +-weak_rho by TOST ('yes'), outside it ('no'), else inconclusive; inconclusive too when the
+    overall drop's split-half reliability r leaves no room for a correlation (sqrt(r) <= weak_rho)."""
+    rows = []
+    w = criteria.weak_rho
+    for (variant, layer), group in table[table.basis == "canonical"].groupby(
+        ["variant", "layer"], sort=False
+    ):
+        reliability = _value(group, "overall_drop_reliability").value.to_numpy(float)
+        mean_r = float(np.nanmean(reliability)) if np.isfinite(reliability).any() else float("nan")
+        ceiling = float(np.sqrt(mean_r)) if np.isfinite(mean_r) and mean_r > 0 else 0.0
+        for included, role in (("active", "primary"), ("all", "sensitivity")):
+            for attribute in group.attribute[group.statistic == "rho_overall"].unique():
+                picked = _value(group, "rho_overall", attribute, included)
+                pooled = pool_correlations(
+                    picked.value.to_numpy(), picked.se.to_numpy(), 1 - 2 * criteria.alpha
+                )
+                where = interval_verdict(pooled.ci_low, pooled.ci_high, w)
+                if not np.isfinite(mean_r) or ceiling <= w:
+                    verdict = "inconclusive"
+                    reason = (
+                        f"the overall drop is noise at this scale: split-half reliability r = {mean_r:.2f}, "
+                        f"ceiling sqrt(r) = {ceiling:.2f} <= {w:g}"
+                    )
+                elif where == "inside":
+                    verdict, reason = "yes", f"90% CI inside +-{w:g}; reliability ceiling {ceiling:.2f}"
+                elif where == "outside":
+                    verdict, reason = "no", f"90% CI outside +-{w:g}"
+                else:
+                    verdict, reason = "inconclusive", f"underpowered: 90% CI crosses +-{w:g}"
+                suffix = "" if included == "active" else " (dead and near-dead units included)"
+                rows.append(
+                    _row(
+                        3,
+                        f"{attribute} vs overall drop, variant {variant}, {layer}{suffix}",
+                        role=role,
+                        statistic="Spearman rho, pooled over networks (random-effects Fisher z)",
+                        estimate=pooled.estimate,
+                        ci_low=pooled.ci_low,
+                        ci_high=pooled.ci_high,
+                        ci_level=pooled.level,
+                        n_replicates=pooled.n,
+                        replicates=_replicates(group),
+                        min_detectable_effect=_rho_mde(pooled.se, criteria),
+                        test="TOST on Fisher z (Bonett-Wright SE per network, DerSimonian-Laird pooling)",
+                        p_value=_tost_p(pooled, w),
+                        criterion=f"90% CI of rho inside +-{w:g}; split-half reliability ceiling above {w:g}",
+                        verdict=verdict,
+                        reason=reason,
+                    )
+                )
+    return rows
+
+
+def class_prediction_rows(table: pd.DataFrame, criteria: Criteria) -> list[dict]:
+    """Claim 4 per (variant, layer): held-out prediction of d[u, k] from all attributes beats the
+    class-only baseline (permutation test, Fisher-combined over networks) and its pooled
+    out-of-fold rho's 90% CI is above predictive_rho ('yes'); below it is 'no'. Then, secondary,
+    the contrast rho(attribute, max class drop) - rho(attribute, overall drop) per attribute."""
+    rows = []
+    canonical = table[table.basis == "canonical"]
+    for (variant, layer), group in canonical.groupby(["variant", "layer"], sort=False):
+        cv = _value(group, "cv_rho")
+        pooled = pool_correlations(cv.value.to_numpy(), cv.se.to_numpy(), 1 - 2 * criteria.alpha)
+        p_value = fisher_combined_p(_value(group, "cv_gain").p_value.to_numpy())
+        baseline = float(_value(group, "cv_rho_class_only").value.mean())
+        if p_value < criteria.alpha and pooled.ci_low > criteria.predictive_rho:
+            verdict, reason = "yes", f"beats the class-only baseline (rho {baseline:.2f})"
+        elif np.isfinite(pooled.ci_high) and pooled.ci_high < criteria.predictive_rho:
+            verdict, reason = "no", f"90% CI below {criteria.predictive_rho:g}"
+        elif not p_value < criteria.alpha:
+            verdict, reason = "inconclusive", f"does not beat the class-only baseline (rho {baseline:.2f})"
+        else:
+            verdict, reason = "inconclusive", f"underpowered: 90% CI crosses {criteria.predictive_rho:g}"
+        rows.append(
+            _row(
+                4,
+                f"held-out prediction of class drops, variant {variant}, {layer}",
+                statistic="out-of-fold Spearman rho of predicted vs true class drop (grouped by unit)",
+                estimate=pooled.estimate,
+                ci_low=pooled.ci_low,
+                ci_high=pooled.ci_high,
+                ci_level=pooled.level,
+                n_replicates=pooled.n,
+                replicates=_replicates(group),
+                min_detectable_effect=_rho_mde(pooled.se, criteria),
+                test="ridge on all attributes, CV grouped by unit; unit-block permutation null vs class-only",
+                p_value=p_value,
+                criterion=f"permutation p < {criteria.alpha:g} and 90% CI above {criteria.predictive_rho:g}",
+                verdict=verdict,
+                reason=reason,
+            )
+        )
+        for attribute in group.attribute[group.statistic == "rho_contrast"].unique():
+            picked = _value(group, "rho_contrast", attribute, "active")
+            contrast = pool_normal(picked.value.to_numpy(), picked.se.to_numpy(), 1 - criteria.alpha)
+            low90, high90 = contrast.interval(1 - 2 * criteria.alpha)
+            if contrast.ci_low > 0:
+                verdict, reason = "yes", "class damage is predicted better than the overall drop"
+            elif interval_verdict(low90, high90, criteria.contrast_margin) == "inside":
+                verdict, reason = "no", f"90% CI inside +-{criteria.contrast_margin:g}"
+            else:
+                verdict, reason = "inconclusive", "95% CI includes 0"
+            rows.append(
+                _row(
+                    4,
+                    f"claim 4 vs claim 3: {attribute}, variant {variant}, {layer}",
+                    role="secondary",
+                    statistic="rho(attribute, max class drop) - rho(attribute, overall drop)",
+                    estimate=contrast.estimate,
+                    ci_low=contrast.ci_low,
+                    ci_high=contrast.ci_high,
+                    ci_level=contrast.level,
+                    n_replicates=contrast.n,
+                    replicates=_replicates(group),
+                    min_detectable_effect=min_detectable_effect(
+                        contrast.se, float("inf"), criteria.alpha, criteria.power
+                    ),
+                    test="paired bootstrap over units per network, random-effects pooling",
+                    p_value=contrast.p_value,
+                    criterion=f"95% CI above 0 (no: 90% CI inside +-{criteria.contrast_margin:g})",
+                    verdict=verdict,
+                    reason=reason,
+                )
+            )
+    return rows
+
+
+def _specificity_verdict(
+    estimate, p_adjusted: float, groups: tuple[int, ...], criteria: Criteria, words: tuple[str, str]
+) -> tuple[str, str]:
+    if min(groups) < MIN_NETWORKS:
+        return (
+            "inconclusive",
+            f"too few networks ({' and '.join(map(str, groups))}; at least {MIN_NETWORKS} each)",
+        )
+    low90, high90 = estimate.interval(1 - 2 * criteria.alpha)
+    mde = min_detectable_effect(estimate.se, estimate.df, criteria.alpha, criteria.power)
+    if np.isfinite(p_adjusted) and p_adjusted < criteria.alpha:
+        direction = words[0] if estimate.estimate > 0 else words[1]
+        return "yes", f"{direction} (Holm-adjusted p = {p_adjusted:.3g})"
+    if interval_verdict(low90, high90, criteria.specificity_margin) == "inside":
+        return "no", f"90% CI inside +-{criteria.specificity_margin:g} points"
+    if np.isfinite(mde) and mde > criteria.specificity_margin:
+        return (
+            "inconclusive",
+            f"underpowered: detectable effect {mde:.2f} > margin {criteria.specificity_margin:g}",
+        )
+    return "inconclusive", "neither a change nor equivalence shown"
+
+
+def specificity_rows(table: pd.DataFrame, reference_variant: str, criteria: Criteria) -> list[dict]:
+    """Claim 5. Variants: per layer, the class specificity (max class drop minus mean class drop;
+    its Hodges-Lehmann location over units) of each network, variant against reference across
+    networks (Welch), Holm over layers
+    and variants. Rotation: per layer, each network's rotated bases (mean over rotation seeds)
+    minus its own canonical basis, a one-sample t-test over networks, Holm over layers. The
+    amount of damage (max class drop) is reported beside it as a secondary row."""
+    wide = table[table.statistic.isin(["specificity", "amount"])]
+    per_network = wide.pivot(
+        index=["model", "variant", "seed", "layer", "basis"], columns="statistic", values="value"
+    ).reset_index()
+    rows: list[dict] = []
+    canonical = per_network[per_network.basis == "canonical"]
+    equivalence = f"Holm p < {criteria.alpha:g} (no: 90% CI inside +-{criteria.specificity_margin:g})"
+    for statistic, role in (("specificity", "primary"), ("amount", "secondary")):
+        label = "class specificity (max - mean class drop)" if role == "primary" else "max class drop"
+        variant_rows, estimates = [], []
+        for layer, by_layer in canonical.groupby("layer", sort=False):
+            reference = by_layer[by_layer.variant == reference_variant][statistic].to_numpy()
+            for variant, group in by_layer.groupby("variant", sort=False):
+                if variant == reference_variant:
+                    continue
+                estimate = welch_difference(group[statistic].to_numpy(), reference, 1 - criteria.alpha)
+                estimates.append((estimate, (len(group), len(reference))))
+                variant_rows.append(
+                    _row(
+                        5,
+                        f"variant {variant} vs {reference_variant}, {layer}",
+                        role=role,
+                        statistic=f"{label}, difference of network means (points)",
+                        estimate=estimate.estimate,
+                        ci_low=estimate.ci_low,
+                        ci_high=estimate.ci_high,
+                        ci_level=estimate.level,
+                        n_replicates=estimate.n,
+                        replicates=f"networks ({len(group)} {variant}, {len(reference)} {reference_variant})",
+                        min_detectable_effect=min_detectable_effect(
+                            estimate.se, estimate.df, criteria.alpha, criteria.power
+                        ),
+                        test="Welch t-test across networks, Holm over layers and variants",
+                        p_value=estimate.p_value,
+                        criterion=equivalence,
+                    )
+                )
+        _adjust(variant_rows, estimates, criteria)
+        rows += variant_rows
+        rotation_rows, estimates = [], []
+        for layer, by_layer in per_network.groupby("layer", sort=False):
+            rotated = by_layer[by_layer.basis != "canonical"].groupby("model")[statistic].mean()
+            own = by_layer[by_layer.basis == "canonical"].set_index("model")[statistic]
+            models = rotated.index.intersection(own.index)
+            if not len(models):
+                continue
+            estimate = paired_difference((rotated[models] - own[models]).to_numpy(), 1 - criteria.alpha)
+            estimates.append((estimate, (len(models),)))
+            rotation_rows.append(
+                _row(
+                    5,
+                    f"rotation vs canonical basis, {layer}",
+                    role=role,
+                    statistic=f"{label}, rotated minus canonical within network (points)",
+                    estimate=estimate.estimate,
+                    ci_low=estimate.ci_low,
+                    ci_high=estimate.ci_high,
+                    ci_level=estimate.level,
+                    n_replicates=estimate.n,
+                    replicates=f"networks ({len(models)}), rotation seeds averaged within each",
+                    min_detectable_effect=min_detectable_effect(
+                        estimate.se, estimate.df, criteria.alpha, criteria.power
+                    ),
+                    test="one-sample t-test over networks of within-network differences, Holm over layers",
+                    p_value=estimate.p_value,
+                    criterion=equivalence,
+                )
+            )
+        _adjust(rotation_rows, estimates, criteria)
+        rows += rotation_rows
+    return rows
+
+
+def _adjust(rows: list[dict], estimates: list, criteria: Criteria) -> None:
+    """Holm over the rows of one family, then each row's verdict."""
+    adjusted = holm(np.array([row["p_value"] for row in rows], dtype=float))
+    for row, p_adjusted, (estimate, groups) in zip(rows, adjusted, estimates, strict=True):
+        words = ("more class-specific", "less class-specific")
+        if row["role"] != "primary":
+            words = ("more damage", "less damage")
+        row["p_adjusted"] = p_adjusted
+        row["verdict"], row["reason"] = _specificity_verdict(estimate, p_adjusted, groups, criteria, words)
+
+
+def _factor(comparison: str) -> str:
+    return comparison.split(",")[0]
+
+
+def claim_rows(table: pd.DataFrame, reference_variant: str, criteria: Criteria) -> pd.DataFrame:
+    """`results/claims.tsv`: every comparison of every claim, then one 'all comparisons' row per
+    claim with the combined verdict of its primary rows (claim 5: a factor changes specificity
+    when any of its layers does; the claim combines the factors)."""
+    rows = (
+        overall_drop_rows(table, criteria)
+        + class_damage_rows(table, criteria)
+        + overall_prediction_rows(table, criteria)
+        + class_prediction_rows(table, criteria)
+        + specificity_rows(table, reference_variant, criteria)
     )
-
-
-def _comparison(
-    factor: str, model: str, layer: str, changed: pd.DataFrame, reference: pd.DataFrame, criteria: Criteria
-) -> dict:
-    difference, low, high = median_difference_ci(
-        changed.max_class_drop.to_numpy(),
-        reference.max_class_drop.to_numpy(),
-        criteria.resamples,
-        criteria.seed,
-    )
-    return {
-        "factor": factor,
-        "model": model,
-        "layer": layer,
-        "median_changed": float(changed.max_class_drop.median()),
-        "median_reference": float(reference.max_class_drop.median()),
-        "median_difference": difference,
-        "ci_low": low,
-        "ci_high": high,
-        "passes": bool(low > 0 or high < 0),
-    }
-
-
-def all_claims(
-    units: pd.DataFrame,
-    correlations: pd.DataFrame,
-    agreement: pd.DataFrame,
-    num_classes: int,
-    reference_variant: str,
-    criteria: Criteria,
-) -> list[Claim]:
-    """The five claims from the combined tables (columns model, variant, seed, layer, basis added)."""
-    return [
-        overall_drop_claim(units, criteria),
-        class_damage_claim(units, num_classes, criteria),
-        overall_prediction_claim(correlations, criteria),
-        class_prediction_claim(correlations, agreement, criteria),
-        specificity_claim(units, reference_variant, criteria),
-    ]
+    detail = pd.DataFrame(rows, columns=COLUMNS)
+    summary = []
+    for number in CLAIMS:
+        primary = detail[(detail.claim == number) & (detail.role == "primary")]
+        if number == 5:
+            factors = {}
+            for factor, group in primary.groupby(primary.comparison.map(_factor), sort=False):
+                verdicts = list(group.verdict)
+                factors[factor] = (
+                    "yes"
+                    if "yes" in verdicts
+                    else "no"
+                    if all(v == "no" for v in verdicts)
+                    else "inconclusive"
+                )
+            verdict = combine(list(factors.values()))
+            reason = "; ".join(f"{factor}: {v}" for factor, v in factors.items())
+        else:
+            verdict = combine(list(primary.verdict))
+            counts = primary.verdict.value_counts()
+            reason = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts) or "nothing to compare"
+        summary.append(
+            _row(
+                number,
+                "all comparisons",
+                role="claim",
+                statistic=CLAIMS[number],
+                n_replicates=int(table.model.nunique()),
+                replicates="networks",
+                test="combined verdict of the primary comparisons",
+                criterion="yes: all yes; partly: some yes; no: all no; else inconclusive"
+                + ("; a factor is yes when any layer is, no when all are" if number == 5 else ""),
+                verdict=verdict,
+                reason=reason,
+            )
+        )
+    return pd.concat([pd.DataFrame(summary, columns=COLUMNS), detail], ignore_index=True)

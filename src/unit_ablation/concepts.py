@@ -463,17 +463,24 @@ def concept_iou(
     detector_iou: float = 0.04,
     channels: int = 1,
     size: int = 28,
+    orientation: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Network Dissection of one layer spec (`conv5`, `conv5@rot0`) on a Broden data set.
 
     Returns (unit table: unit, concept, category, iou, detector; pairs table: unit, concept,
     category, iou for every pair with a nonzero union). Images are fed as `channels` x `size`^2.
+    `orientation` (+1/-1 per unit, the attribute table's column) flips rotated coordinates to the
+    orientation the attributes use: a top-quantile threshold depends on the direction's sign.
     """
     spec = parse_layer_spec(layer_spec)
     index = read_broden(broden_root)
     if not index.rows:
         raise ValueError(f"{index.root / 'index.csv'} lists no images")
     activations = layer_activations(model, spec, index, batch_size, channels, size)
+    if orientation is not None:
+        if len(orientation) != activations.shape[1]:
+            raise ValueError(f"orientation has {len(orientation)} units, the layer {activations.shape[1]}")
+        activations *= np.asarray(orientation, dtype=np.float32).reshape(1, -1, 1, 1)
     thresholds = activation_thresholds(activations, quantile)
     labels = sorted(index.label_names)
     categories = [index.label_categories[label] for label in labels]
@@ -498,16 +505,29 @@ def concept_iou_to_file(
     quantile: float = 0.005,
     detector_iou: float = 0.04,
     threads: int = 1,
+    attributes_path: str | Path | None = None,
 ) -> None:
     """Dissect a checkpoint's layer spec; write the unit table (and optionally all pairs) as TSV.
 
     The input format comes from the model (FashionAlexNet: gray 28 x 28, see `model_input_shape`).
+    With `attributes_path`, rotated coordinates take the attribute table's `orientation`.
     """
     torch.set_num_threads(max(1, threads))
     model = load_model(model_path)
     channels, size = model_input_shape(model)
+    orientation = None
+    if attributes_path is not None:
+        orientation = pd.read_csv(attributes_path, sep="\t").sort_values("unit")["orientation"].to_numpy()
     units, pairs = concept_iou(
-        model, layer_spec, broden_root, batch_size, quantile, detector_iou, channels=channels, size=size
+        model,
+        layer_spec,
+        broden_root,
+        batch_size,
+        quantile,
+        detector_iou,
+        channels=channels,
+        size=size,
+        orientation=orientation,
     )
     write_tsv(units, output)
     if pairs_output is not None:

@@ -516,7 +516,42 @@ def check_paths(config: dict, context: Context) -> Iterator[str]:
         )
 
 
+@reads(
+    "data.source", "data.images", "analysis.attribute_split", "analysis.allow_attributes_on_evaluation_split"
+)
+def check_attribute_split(config: dict, context: Context) -> Iterator[str]:
+    """Attributes come from images the ablation is not evaluated on, unless explicitly allowed."""
+    if config["analysis"].get("allow_attributes_on_evaluation_split", False):
+        return
+    override = "set analysis.allow_attributes_on_evaluation_split: true to allow it"
+    if config["analysis"]["attribute_split"] == "test":
+        yield (
+            "analysis.attribute_split: test computes unit attributes on the evaluation images (selection"
+            f" on the images evaluated on); use heldout, a training subset, or {override}"
+        )
+    elif context.source == "images" and isinstance(config["data"].get("images"), dict):
+        images = config["data"]["images"]
+        if images.get("heldout") is None or images.get("heldout") == images.get("test"):
+            yield (
+                "data.images.heldout: null (or the test images) computes unit attributes on the evaluation"
+                f" split; name a training subset (e.g. 50 images per class of the train set), or {override}"
+            )
+
+
+@reads("analysis.compare_values", "ablation.value")
+def check_compare_values(config: dict, context: Context) -> Iterator[str]:
+    """Comparison values are values besides the run's own."""
+    value = config["ablation"]["value"]
+    if value in config["analysis"].get("compare_values", []):
+        yield (
+            f"analysis.compare_values: {value!r} is already ablation.value (accepted: the other values of"
+            " zero and mean, or [])"
+        )
+
+
 CHECKS: tuple[Check, ...] = (
+    check_attribute_split,
+    check_compare_values,
     check_models_and_data,
     check_layers,
     check_cumulative,

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 UNIT_ATTRIBUTES: tuple[str, ...] = (
     "class_selectivity",
+    "class_gap",
     "class_correlation",
     "l1_in",
     "l1_out",
@@ -27,8 +28,19 @@ UNIT_ATTRIBUTES: tuple[str, ...] = (
     "activation_max",
 )
 OPTIONAL_ATTRIBUTES: tuple[str, ...] = ("concept_iou",)  # when concept IoU is configured
-UNIT_DAMAGE: tuple[str, ...] = ("overall_drop", "max_class_drop", "top5_mean_drop")
-PAIR_ATTRIBUTES: tuple[str, ...] = ("class_selectivity", "class_correlation")
+UNIT_DAMAGE: tuple[str, ...] = ("overall_drop", "max_class_drop", "topk_mean_drop")
+PAIR_ATTRIBUTES: tuple[str, ...] = ("class_selectivity", "class_gap", "class_correlation")
+
+
+def active_units(attributes: pd.DataFrame, min_active_fraction: float) -> np.ndarray:
+    """Units kept in the correlations: not dead, and active (nonzero pooled activation) on at
+    least `min_active_fraction` of the attribute images."""
+    keep = np.ones(len(attributes), dtype=bool)
+    if "dead" in attributes:
+        keep &= ~attributes["dead"].astype(bool).to_numpy()
+    if "active_fraction" in attributes:
+        keep &= attributes["active_fraction"].to_numpy() >= min_active_fraction
+    return keep
 
 
 def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -40,20 +52,26 @@ def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_intervals(
-    x: np.ndarray, y: np.ndarray, resamples: int, seed: int, level: float = 0.95, cluster_size: int = 1
+    x: np.ndarray, y: np.ndarray, resamples: int, seed: int, level: float = 0.95, classes: int = 1
 ) -> dict[str, float]:
-    """Percentile bootstrap CIs of Spearman rho and Pearson r, resampling units with replacement.
+    """Percentile bootstrap CIs of Spearman rho and Pearson r.
 
-    With `cluster_size` > 1 the rows come in contiguous blocks of that size (one block per unit,
-    e.g. its classes) and whole blocks are resampled. Resamples where either side is constant have
-    no correlation and are left out.
+    `classes` = 1: the rows are units, resampled with replacement. `classes` > 1: the rows are a
+    complete (unit, class) grid in unit-major order, and the bootstrap is two-way: units and
+    classes are resampled independently (class is a crossed factor, so resampling units alone
+    would treat the classes as fixed and the intervals would be too narrow). Resamples where
+    either side is constant have no correlation and are left out.
     """
-    if len(x) % cluster_size:
-        raise ValueError(f"{len(x)} rows do not split into blocks of {cluster_size}")
+    if len(x) % classes:
+        raise ValueError(f"{len(x)} rows do not form a grid with {classes} classes")
     rng = np.random.default_rng(seed)
-    clusters = len(x) // cluster_size
-    picked = rng.integers(0, clusters, size=(resamples, clusters))
-    index = (picked[:, :, None] * cluster_size + np.arange(cluster_size)).reshape(resamples, -1)
+    units = len(x) // classes
+    picked_units = rng.integers(0, units, size=(resamples, units))
+    if classes > 1:
+        picked_classes = rng.integers(0, classes, size=(resamples, classes))
+        index = (picked_units[:, :, None] * classes + picked_classes[:, None, :]).reshape(resamples, -1)
+    else:
+        index = picked_units
     xs, ys = x[index], y[index]
     pearson = _rowwise_pearson(xs, ys)
     spearman = _rowwise_pearson(stats.rankdata(xs, axis=1), stats.rankdata(ys, axis=1))
@@ -67,11 +85,12 @@ def bootstrap_intervals(
 
 
 def correlate(
-    x: np.ndarray, y: np.ndarray, resamples: int = 0, seed: int = 0, cluster_size: int = 1
+    x: np.ndarray, y: np.ndarray, resamples: int = 0, seed: int = 0, classes: int = 1
 ) -> dict[str, float]:
     """Spearman rho and Pearson r with two-sided p-values and (resamples > 0) bootstrap 95% CIs
-    (over blocks of `cluster_size` rows, see `bootstrap_intervals`). NaN when either side is constant.
-    """
+    (two-way over a (unit, class) grid when `classes` > 1, see `bootstrap_intervals`). NaN when
+    either side is constant. The p-values assume independent rows: for a (unit, class) grid they
+    are not valid and are left NaN (its CIs are the inference)."""
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     names = ("spearman_rho", "spearman_p", "pearson_r", "pearson_p")
     interval_names = ("spearman_ci_low", "spearman_ci_high", "pearson_ci_low", "pearson_ci_high")
@@ -85,8 +104,10 @@ def correlate(
         "pearson_r": float(pearson.statistic),
         "pearson_p": float(pearson.pvalue),
     }
+    if classes > 1:
+        result["spearman_p"] = result["pearson_p"] = float("nan")
     if resamples:
-        result.update(bootstrap_intervals(x, y, resamples, seed, cluster_size=cluster_size))
+        result.update(bootstrap_intervals(x, y, resamples, seed, classes=classes))
     return result
 
 
@@ -98,40 +119,51 @@ def layer_correlations(
     class_damage: pd.DataFrame | None = None,
     resamples: int = 1000,
     seed: int = 0,
+    min_active_fraction: float = 0.01,
 ) -> pd.DataFrame:
-    """Rows of (layer, basis, level, attribute, damage, n, spearman/pearson, p-values, bootstrap CIs)."""
+    """Rows of (layer, basis, level, attribute, damage, n, spearman/pearson, p-values, bootstrap CIs).
+
+    Level `unit` leaves out dead and near-dead units (`active_units`: active on
+    fewer than `min_active_fraction` of the attribute images); level `unit (all units)` is the
+    sensitivity row that keeps them. Level `unit-class` pools (unit, class) pairs of all units.
+    """
     spec = parse_layer_spec(layer)
     merged = attributes.merge(damage, on="unit", validate="one_to_one")
     rows = []
     present = [a for a in UNIT_ATTRIBUTES + OPTIONAL_ATTRIBUTES if a in merged.columns]
-    for attribute in present:
-        for target in UNIT_DAMAGE:
-            rows.append(
-                {
-                    "level": "unit",
-                    "attribute": attribute,
-                    "damage": target,
-                    "n": len(merged),
-                    **correlate(merged[attribute], merged[target], resamples, seed),
-                }
-            )
+    pair_present = [
+        a for a in PAIR_ATTRIBUTES if class_attributes is not None and a in class_attributes.columns
+    ]
+    keep = active_units(merged, min_active_fraction)
+    for level, subset in (("unit", merged[keep]), ("unit (all units)", merged)):
+        for attribute in present:
+            for target in UNIT_DAMAGE:
+                rows.append(
+                    {
+                        "level": level,
+                        "attribute": attribute,
+                        "damage": target,
+                        "n": len(subset),
+                        **correlate(subset[attribute], subset[target], resamples, seed),
+                    }
+                )
     if class_attributes is not None and class_damage is not None:
         pairs = class_attributes.merge(class_damage, on=["unit", "class"], validate="one_to_one")
-        pairs = pairs.sort_values(["unit", "class_index"], kind="stable")  # one block of classes per unit
+        pairs = pairs.sort_values(["unit", "class_index"], kind="stable")  # the (unit, class) grid
         classes = pairs["class"].nunique()
-        for attribute in PAIR_ATTRIBUTES:
+        for attribute in pair_present:
             rows.append(
                 {
                     "level": "unit-class",
                     "attribute": attribute,
                     "damage": "class_drop",
                     "n": len(pairs),
-                    **correlate(pairs[attribute], pairs["drop"], resamples, seed, cluster_size=classes),
+                    **correlate(pairs[attribute], pairs["drop"], resamples, seed, classes=classes),
                 }
             )
     table = pd.DataFrame(rows)
     table.insert(0, "basis", spec.basis)
-    table.insert(0, "layer", spec.layer)
+    table.insert(0, "layer", spec.label)
     table.insert(0, "layer_spec", layer)
     return table
 
@@ -148,6 +180,7 @@ def correlate_to_file(
     seed: int = 0,
     permutations: int = 1000,
     concept_paths: Sequence[str | Path] | None = None,
+    min_active_fraction: float = 0.01,
 ) -> None:
     """A model's correlation table and its selective-vs-damaged class agreement table, all its
     analysed layers side by side. With `concept_paths` (one concept IoU table per layer), the
@@ -170,6 +203,7 @@ def correlate_to_file(
             class_damage,
             resamples=resamples,
             seed=seed,
+            min_active_fraction=min_active_fraction,
         )
         agreements.append(layer_agreement(layer, class_attributes, class_damage, permutations, seed))
         row = table[

@@ -1,8 +1,12 @@
 """Cumulative ablation: remove a class's k most important units together (k = 1, 2, 4, ...).
 
-Units are ranked by their single-unit drop for the class (from the gathered class table). The
-control removes k random units, several seeded draws per k. For every set we record the class's
-accuracy and the overall accuracy, as in Bau et al. 2020 (PNAS), Fig. 3.
+Cross-fitted, so that nothing is selected on the images it is evaluated on: units are ranked by
+their single-unit drop for the class, and classes chosen, on one fixed half of the evaluation
+images (the gather's `drop_h0` / `drop_h1`); the sets are evaluated on the other half; then the
+halves swap. Each row records `ranked_on` and `evaluated_on`. The control removes k random
+units, several seeded draws per k. For every set we record the class's accuracy, its balanced
+single-class accuracy (class against the rest, chance 50%) and the overall accuracy, as in Bau
+et al. 2020 (PNAS), Fig. 3.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import torch
 from torch import nn
 
 from unit_ablation.ablation import prepare_ablation
+from unit_ablation.damage import balanced_class_accuracy
 from unit_ablation.data import load_dataset
 from unit_ablation.device import choose_device, image_batches
 from unit_ablation.graph_split import run_trunk, split_model
+from unit_ablation.halves import evaluation_halves
 from unit_ablation.io import write_tsv
 from unit_ablation.layers import parse_layer_spec
 from unit_ablation.models import check_num_classes, load_model
@@ -38,11 +44,14 @@ def unit_counts(max_units: int, unit_count: int) -> list[int]:
     return ks
 
 
-def choose_classes(class_damage: pd.DataFrame, classes: Sequence[str] | int) -> list[str]:
-    """The named classes, or the `classes` classes whose most damaging single unit hurts them most."""
+def choose_classes(
+    class_damage: pd.DataFrame, classes: Sequence[str] | int, column: str = "drop"
+) -> list[str]:
+    """The named classes, or the `classes` classes whose most damaging single unit hurts them most
+    (by `column`, e.g. the drop on one half of the images)."""
     known = list(dict.fromkeys(class_damage["class"]))
     if isinstance(classes, int):
-        largest = class_damage.groupby("class", sort=False)["drop"].max().reindex(known)
+        largest = class_damage.groupby("class", sort=False)[column].max().reindex(known)
         order = np.argsort(-largest.to_numpy(), kind="stable")
         return [known[i] for i in order[:classes]]
     unknown = [name for name in classes if name not in known]
@@ -51,10 +60,10 @@ def choose_classes(class_damage: pd.DataFrame, classes: Sequence[str] | int) -> 
     return list(classes)
 
 
-def ranked_units(class_damage: pd.DataFrame, class_name: str) -> list[int]:
-    """Units by their single-unit drop for `class_name`, largest first (ties: lower unit first)."""
+def ranked_units(class_damage: pd.DataFrame, class_name: str, column: str = "drop") -> list[int]:
+    """Units by their single-unit drop (`column`) for `class_name`, largest first (ties: lower unit first)."""
     rows = class_damage[class_damage["class"] == class_name].sort_values(
-        ["drop", "unit"], ascending=[False, True], kind="stable"
+        [column, "unit"], ascending=[False, True], kind="stable"
     )
     return [int(u) for u in rows.unit]
 
@@ -97,24 +106,38 @@ def set_predictions(
 
 def unit_sets(
     class_damage: pd.DataFrame,
-    classes: list[str],
+    classes: Sequence[str] | int,
     ks: list[int],
     random_draws: int,
     seed: int,
     unit_count: int,
 ) -> list[dict]:
-    """Every (class, order, draw, k) with its units: the class's top-k, and random k-unit draws."""
+    """Every (fold, class, order, draw, k) with its units. Fold h ranks units and chooses classes
+    by the drops on half h (`drop_h{h}`) and is evaluated on the other half; the random draws are
+    the same in both folds."""
     rng = np.random.default_rng(seed)
     sets = []
-    for class_name in classes:
-        top = ranked_units(class_damage, class_name)
-        sets += [{"class": class_name, "order": "top", "draw": 0, "k": k, "units": top[:k]} for k in ks]
-        for draw in range(random_draws):
-            permutation = [int(u) for u in rng.permutation(unit_count)]
+    random_sets = [[int(u) for u in rng.permutation(unit_count)] for _ in range(random_draws)]
+    for ranked_on in (0, 1):
+        column = f"drop_h{ranked_on}"
+        fold = {"ranked_on": ranked_on, "evaluated_on": 1 - ranked_on}
+        for class_name in choose_classes(class_damage, classes, column):
+            top = ranked_units(class_damage, class_name, column)
             sets += [
-                {"class": class_name, "order": "random", "draw": draw, "k": k, "units": permutation[:k]}
-                for k in ks
+                {**fold, "class": class_name, "order": "top", "draw": 0, "k": k, "units": top[:k]} for k in ks
             ]
+            for draw, permutation in enumerate(random_sets):
+                sets += [
+                    {
+                        **fold,
+                        "class": class_name,
+                        "order": "random",
+                        "draw": draw,
+                        "k": k,
+                        "units": permutation[:k],
+                    }
+                    for k in ks
+                ]
     return sets
 
 
@@ -123,30 +146,44 @@ def cumulative_table(
     predictions: np.ndarray,
     labels: np.ndarray,
     class_names: list[str],
+    halves: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Class and overall accuracy (percent) of every unit set, and their drops from the intact model."""
-    correct = predictions == labels[None, :]
-    overall = 100.0 * correct.mean(axis=1)
+    """Class, balanced single-class and overall accuracy (percent) of every unit set on the images
+    it is evaluated on (the half `evaluated_on`, or all images without `halves`), and their drops
+    from the intact model on the same images."""
     rows = []
     for s, entry in enumerate(sets):
+        evaluated = np.ones(len(labels), dtype=bool) if halves is None else halves == entry["evaluated_on"]
+        y, predicted = labels[evaluated], predictions[s, evaluated]
         class_index = class_names.index(entry["class"])
-        in_class = labels == class_index
+        correct = predicted == y
         rows.append(
             {
+                "ranked_on": entry.get("ranked_on", ""),
+                "evaluated_on": entry.get("evaluated_on", ""),
                 "class": entry["class"],
                 "class_index": class_index,
                 "order": entry["order"],
                 "draw": entry["draw"],
                 "k": entry["k"],
-                "class_accuracy": 100.0 * correct[s, in_class].mean(),
-                "overall_accuracy": overall[s],
+                "class_accuracy": 100.0 * correct[y == class_index].mean(),
+                "balanced_class_accuracy": balanced_class_accuracy(predicted, y, class_index),
+                "overall_accuracy": 100.0 * correct.mean(),
                 "units": ",".join(str(u) for u in entry["units"]),
             }
         )
     table = pd.DataFrame(rows)
-    intact = table[table.k == 0].groupby("class")[["class_accuracy", "overall_accuracy"]].first()
-    table["class_drop"] = table["class"].map(intact.class_accuracy) - table.class_accuracy
-    table["overall_drop"] = table["class"].map(intact.overall_accuracy) - table.overall_accuracy
+    key = ["ranked_on", "class"]
+    intact = table[table.k == 0].groupby(key)[
+        ["class_accuracy", "balanced_class_accuracy", "overall_accuracy"]
+    ]
+    intact = intact.first()
+    reference = table[key].merge(intact, left_on=key, right_index=True, how="left")
+    table["class_drop"] = reference.class_accuracy.to_numpy() - table.class_accuracy
+    table["balanced_class_drop"] = (
+        reference.balanced_class_accuracy.to_numpy() - table.balanced_class_accuracy
+    )
+    table["overall_drop"] = reference.overall_accuracy.to_numpy() - table.overall_accuracy
     return table
 
 
@@ -184,14 +221,19 @@ def cumulative_to_file(
         model, layer, images, None, value, batch_size, choose_device(device), mean_images, precision
     )
     count = model.unit_count(layer)
-    chosen = choose_classes(class_damage, classes)
-    sets = unit_sets(class_damage, chosen, unit_counts(max_units, count), random_draws, seed, count)
-    log.info("%s %s: %d unit sets for classes %s", model_name, layer, len(sets), chosen)
+    missing = {"drop_h0", "drop_h1"} - set(class_damage.columns)
+    if missing:
+        raise ValueError(
+            f"{class_damage_path}: no per-half drops {sorted(missing)} (gathered by an older version?)"
+        )
+    sets = unit_sets(class_damage, classes, unit_counts(max_units, count), random_draws, seed, count)
+    chosen = sorted({s["class"] for s in sets})
+    log.info("%s %s: %d unit sets (cross-fitted) for classes %s", model_name, layer, len(sets), chosen)
     distinct = list(dict.fromkeys(tuple(sorted(s["units"])) for s in sets))  # e.g. k = 0 once
     predictions = set_predictions(model, layer, images, distinct, values, batch_size, torch_device)
     row_of = {units: row for row, units in enumerate(distinct)}
     per_set = predictions[[row_of[tuple(sorted(s["units"]))] for s in sets]]
-    table = cumulative_table(sets, per_set, labels, list(dataset.class_names))
+    table = cumulative_table(sets, per_set, labels, list(dataset.class_names), evaluation_halves(labels))
     table.insert(0, "layer_spec", layer)
     table.insert(0, "model", model_name)
     write_tsv(table, output)

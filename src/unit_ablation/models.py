@@ -135,26 +135,38 @@ class FashionAlexNet(nn.Module):
         With BatchNorm the conv weights are scaled by gamma / sqrt(running_var + eps), the
         filter the unit really applies in eval mode (raw conv weights have an arbitrary scale).
         """
-        block = resolve_layer(self, layer)
-        weight = block.get_submodule("conv").weight
-        if hasattr(block, "bn"):
-            bn = block.get_submodule("bn")
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            weight = weight * scale.view(-1, 1, 1, 1)
-        return weight
+        return _folded_conv_weight(resolve_layer(self, layer))
 
     def outgoing_weight(self, layer: str) -> torch.Tensor:
-        """Weights of the next mixing layer that read each unit, shape (out, units, positions)."""
+        """Weights of the next mixing layer that read each unit, shape (out, units, positions).
+
+        The next conv's filters, scaled per output channel by gamma / sqrt(running_var + eps)
+        of the BatchNorm after it (the linear map the units feed in eval mode), or fc6's
+        weights, reshaped per unit over the 3 x 3 pool5 positions.
+        """
         index = CONV_LAYERS.index(canonical_layer(layer))
         if index + 1 < len(CONV_LAYERS):
-            weight = resolve_layer(self, CONV_LAYERS[index + 1]).get_submodule("conv").weight
-            return weight.flatten(2)
+            return _folded_conv_weight(resolve_layer(self, CONV_LAYERS[index + 1])).flatten(2)
         fc6 = self.classifier.get_submodule("fc6").weight
         return fc6.view(fc6.shape[0], self.unit_count(layer), -1)
 
     def unit_count(self, layer: str) -> int:
         """Number of units (channels) of a conv layer."""
         return resolve_layer(self, layer).get_submodule("conv").out_channels
+
+
+def batchnorm_scale(bn: nn.BatchNorm2d) -> torch.Tensor:
+    """Per-channel eval-mode scale gamma / sqrt(running_var + eps) of a BatchNorm (gamma 1 if not affine)."""
+    root = torch.sqrt(bn.running_var + bn.eps)
+    return 1 / root if bn.weight is None else bn.weight / root
+
+
+def _folded_conv_weight(block: nn.Module) -> torch.Tensor:
+    """A conv block's filters (out, in, kh, kw), scaled by its BatchNorm's eval-mode scale if it has one."""
+    weight = block.get_submodule("conv").weight
+    if hasattr(block, "bn"):
+        weight = weight * batchnorm_scale(block.get_submodule("bn")).view(-1, 1, 1, 1)
+    return weight
 
 
 def build_model(

@@ -62,11 +62,12 @@ STYLE = {
 DAMAGE_LABELS = {
     "overall_drop": "overall accuracy drop (points)",
     "max_class_drop": "max class accuracy drop (points)",
-    "top5_mean_drop": "mean drop of the 5 most\nhurt classes (points)",
+    "topk_mean_drop": "mean drop of the k most\nhurt classes (points)",
     "class_drop": "class accuracy drop (points)",
 }
 ATTRIBUTE_LABELS = {
     "class_selectivity": "class selectivity",
+    "class_gap": "class-mean gap (SD units)",
     "class_correlation": "max class correlation",
     "l1_in": "incoming weight L1 norm",
     "l1_out": "outgoing weight L1 norm",
@@ -153,11 +154,11 @@ def spec_grid(layer_specs: Iterable[str]) -> tuple[list[str], list[str], dict[st
     """Rows (layers, in order of first appearance), columns (bases: canonical, then rotations by seed)
     and the (row, column) of each layer spec."""
     specs = list(dict.fromkeys(layer_specs))
-    layers = list(dict.fromkeys(parse_layer_spec(spec).layer for spec in specs))
+    layers = list(dict.fromkeys(parse_layer_spec(spec).label for spec in specs))
     bases = [basis_label(spec) for spec in sorted(specs, key=_basis_key)]
     bases = list(dict.fromkeys(bases))
     positions = {
-        spec: (layers.index(parse_layer_spec(spec).layer), bases.index(basis_label(spec))) for spec in specs
+        spec: (layers.index(parse_layer_spec(spec).label), bases.index(basis_label(spec))) for spec in specs
     }
     return layers, bases, positions
 
@@ -183,7 +184,7 @@ def _grid_axes(
 
 
 def _spec_title(layer_spec: str) -> str:
-    return f"{parse_layer_spec(layer_spec).layer} ({basis_label(layer_spec)})"
+    return f"{parse_layer_spec(layer_spec).label} ({basis_label(layer_spec)})"
 
 
 def model_colours(models: Iterable[str]) -> dict[str, str]:
@@ -543,7 +544,7 @@ def comparison_figure(
     if not len(entries) == len(unit_tables) == len(attribute_tables) == len(correlation_tables):
         raise ValueError("comparison_figure: entries and tables differ in length")
     cache: dict[str, pd.DataFrame] = {}
-    layers = list(dict.fromkeys(parse_layer_spec(spec).layer for _, _, spec in entries))
+    layers = list(dict.fromkeys(parse_layer_spec(spec).label for _, _, spec in entries))
     keys, group_labels = comparison_groups(entries)
     # per (layer, group): max class drops, selectivities, and per measure the (rho, low, high) of each member
     drops: dict = {}
@@ -552,7 +553,7 @@ def comparison_figure(
     for (model, _, spec), units_path, attr_path, corr_path in zip(
         entries, unit_tables, attribute_tables, correlation_tables, strict=True
     ):
-        cell = (parse_layer_spec(spec).layer, (seed_stem(model), _basis_group(spec)))
+        cell = (parse_layer_spec(spec).label, (seed_stem(model), _basis_group(spec)))
         drops.setdefault(cell, []).append(_finite(_read(units_path).max_class_drop))
         selectivity.setdefault(cell, []).append(_finite(_read(attr_path).class_selectivity))
         correlation = _read(corr_path, cache)

@@ -1,11 +1,11 @@
 """Resuming a killed ablation job: counts so far, saved atomically beside the job's output.
 
 The counts are sums over images, so the counts of images [0, n) plus those of [n, N) equal the
-counts of [0, N) exactly, whatever the batch boundaries. A job saves (images done, broken, fixed,
-correct) every `every_seconds`, and a rerun of the same job (same fingerprint: inputs, units,
-options and engine code) starts at image n. Progress is kept per block of images rather than per
-group of units: a unit group would rerun the trunk over every image, the dominant cost at paper
-scale, once per group.
+counts of [0, N) exactly, whatever the batch boundaries. A job saves (images done and the counts
+per half of the images: broken, fixed, newly, no_longer, correct, predicted) every `every_seconds`,
+and a rerun of the same job (same fingerprint: inputs, units, options and engine code) starts at
+image n. Progress is kept per block of images rather than per group of units: a unit group would
+rerun the trunk over every image, the dominant cost at paper scale, once per group.
 """
 
 from __future__ import annotations
@@ -25,14 +25,46 @@ from unit_ablation.io import atomic_path
 log = logging.getLogger(__name__)
 
 
+# the arrays a progress file holds beside its fingerprint and images_done, with their shapes
+PARTIAL_SHAPES: dict[str, tuple[str, ...]] = {
+    "broken_half": ("halves", "units", "classes"),
+    "fixed_half": ("halves", "units", "classes"),
+    "newly": ("halves", "units", "classes"),
+    "no_longer": ("halves", "units", "classes"),
+    "correct_half": ("halves", "classes"),
+    "predicted_half": ("halves", "classes"),
+}
+
+
 @dataclass
 class PartialCounts:
-    """Counts over the first `images_done` images of a job (arrays as in AblationCounts)."""
+    """Counts over the first `images_done` images of a job, per half of the images (arrays as in
+    AblationCounts: 2 x units x classes, or 2 x classes). The class sizes follow from the labels."""
 
     images_done: int
-    broken: np.ndarray
-    fixed: np.ndarray
-    correct: np.ndarray
+    broken_half: np.ndarray
+    fixed_half: np.ndarray
+    newly: np.ndarray
+    no_longer: np.ndarray
+    correct_half: np.ndarray
+    predicted_half: np.ndarray
+
+    @classmethod
+    def of(cls, images_done: int, counts: object) -> PartialCounts:
+        """The partial counts held by an object with the same array attributes (AblationCounts)."""
+        return cls(images_done, *(getattr(counts, name) for name in PARTIAL_SHAPES))
+
+    @property
+    def broken(self) -> np.ndarray:
+        return self.broken_half.sum(axis=0)
+
+    @property
+    def fixed(self) -> np.ndarray:
+        return self.fixed_half.sum(axis=0)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.correct_half.sum(axis=0)
 
 
 def progress_path(output: str | Path) -> Path:
@@ -53,26 +85,32 @@ def fingerprint(**fields: object) -> str:
 
 
 def load_progress(path: str | Path, expected: str, shape: tuple[int, int]) -> PartialCounts | None:
-    """The saved counts when they belong to this job (`expected` fingerprint, units x classes `shape`);
-    None when there are none. A stale or unreadable file is logged and ignored."""
+    """The saved counts when they belong to this job (`expected` fingerprint, units x classes `shape`,
+    integer counts); None when there are none. A stale or unreadable file is logged and ignored."""
     path = Path(path)
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as saved:
             found = str(saved["fingerprint"])
-            partial = PartialCounts(
-                int(saved["images_done"]), saved["broken"], saved["fixed"], saved["correct"]
-            )
+            partial = PartialCounts(int(saved["images_done"]), *(saved[key] for key in PARTIAL_SHAPES))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         log.warning("ignoring unreadable progress file %s (%s): starting from image 0", path, error)
         return None
     if found != expected:
         log.warning("ignoring progress file %s of another job configuration: starting from image 0", path)
         return None
-    if partial.broken.shape != shape or partial.fixed.shape != shape or partial.correct.shape != shape[1:]:
-        log.warning("ignoring progress file %s with counts of shape %s: starting from image 0", path, shape)
-        return None
+    sizes = {"halves": 2, "units": shape[0], "classes": shape[1]}
+    for key, dims in PARTIAL_SHAPES.items():
+        array = getattr(partial, key)
+        if array.shape != tuple(sizes[dim] for dim in dims) or array.dtype.kind not in "iu":
+            log.warning(
+                "ignoring progress file %s whose %s is not %s integer counts: starting from image 0",
+                path,
+                key,
+                " x ".join(str(sizes[dim]) for dim in dims),
+            )
+            return None
     return partial
 
 
@@ -92,9 +130,7 @@ class ProgressSaver:
                 handle,
                 fingerprint=np.array(self.fingerprint),
                 images_done=np.array(partial.images_done),
-                broken=partial.broken,
-                fixed=partial.fixed,
-                correct=partial.correct,
+                **{key: getattr(partial, key) for key in PARTIAL_SHAPES},
             )
         self.last = time.monotonic()
         log.info("saved progress: %d images done (%s)", partial.images_done, self.path.name)

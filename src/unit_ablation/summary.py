@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unit_ablation.claims import Claim, Criteria, all_claims
+from unit_ablation.claims import Criteria, claim_rows
 from unit_ablation.io import atomic_path, write_tsv
 from unit_ablation.layers import parse_layer_spec
+from unit_ablation.network_stats import concatenate_statistics
 
 SEED_KEYS = ["variant", "layer_spec", "layer", "basis", "level", "attribute", "damage"]
 
@@ -35,7 +36,7 @@ def summary_row(
         "variant": model_meta["variant"],
         "seed": model_meta["seed"],
         "test_accuracy": model_meta["test_accuracy"],
-        "layer": spec.layer,
+        "layer": spec.label,
         "basis": spec.basis,
         "units": len(units),
         "median_overall_drop": units.overall_drop.median(),
@@ -83,7 +84,8 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
 
 
 def cumulative_digest(cumulative: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, layer, class): class and overall drop at the largest k, top units vs random units."""
+    """Per (model, layer, class): class, balanced single-class and overall drop at the largest k,
+    top units vs random units, averaged over the cross-fitting folds that chose the class."""
     if cumulative.empty:
         return pd.DataFrame()
     rows = []
@@ -97,8 +99,12 @@ def cumulative_digest(cumulative: pd.DataFrame) -> pd.DataFrame:
                 "layer": layer,
                 "class": class_name,
                 "k": int(k),
+                "folds": int(top.ranked_on.nunique()) if "ranked_on" in top else 1,
                 "class_drop_top": float(top.class_drop.mean()),
                 "class_drop_random": float(random.class_drop.mean()) if len(random) else float("nan"),
+                "balanced_drop_top": float(top.balanced_class_drop.mean())
+                if "balanced_class_drop" in top
+                else float("nan"),
                 "overall_drop_top": float(top.overall_drop.mean()),
                 "overall_drop_random": float(random.overall_drop.mean()) if len(random) else float("nan"),
             }
@@ -106,43 +112,80 @@ def cumulative_digest(cumulative: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _format(value: float, digits: int = 2) -> str:
+    if not isinstance(value, float | int | np.floating | np.integer) or not np.isfinite(value):
+        return ""
+    return f"{value:.{digits}g}" if 0 < abs(value) < 10 ** (-digits) else f"{value:.{digits}f}"
+
+
+def claims_digest(claims: pd.DataFrame) -> pd.DataFrame:
+    """The rows of claims.tsv as a readable table: estimate [CI], replicates, test, p, verdict."""
+
+    def interval(row: pd.Series) -> str:
+        text = _format(row.estimate)
+        if np.isfinite(row.ci_low) or np.isfinite(row.ci_high):
+            text += f" [{_format(row.ci_low)}, {_format(row.ci_high)}] ({100 * row.ci_level:.0f}%)"
+        return text
+
+    return pd.DataFrame(
+        {
+            "comparison": claims.comparison,
+            "role": claims.role,
+            "statistic": claims.statistic,
+            "estimate [CI]": claims.apply(interval, axis=1),
+            "n": claims.n_replicates.map(lambda v: "" if not np.isfinite(v) else f"{int(v)}"),
+            "replicates": claims.replicates,
+            "min. detectable": claims.min_detectable_effect.map(_format),
+            "test": claims.test,
+            "p": claims.p_value.map(lambda v: _format(v, 3)),
+            "p (adjusted)": claims.p_adjusted.map(lambda v: _format(v, 3)),
+            "verdict": claims.verdict,
+            "reason": claims.reason,
+        }
+    )
+
+
 def summary_markdown(
-    models: pd.DataFrame, claims: list[Claim], seeds: pd.DataFrame, cumulative: pd.DataFrame
+    models: pd.DataFrame, claims: pd.DataFrame, seeds: pd.DataFrame, cumulative: pd.DataFrame
 ) -> str:
-    """results/summary.md: accuracies, a row per claim, each claim's evidence, seeds, cumulative ablation."""
+    """results/summary.md, rendered from claims.tsv: accuracies, a verdict per claim with its
+    reason, then each claim's comparisons with test, estimate, CI, replicates and verdict."""
+    headline = claims[claims.comparison == "all comparisons"]
     claim_rows = pd.DataFrame(
-        [
-            {
-                "#": c.number,
-                "claim": c.text,
-                "statistic": c.statistic,
-                "measured value [95% CI]": c.value,
-                "supported when": c.criterion,
-                "supported": c.supported,
-            }
-            for c in claims
-        ]
+        {
+            "#": headline.claim,
+            "claim": headline.statistic,
+            "verdict": headline.verdict,
+            "why": headline.reason,
+        }
     )
     parts = [
         "# unit-ablation: results summary",
-        "Every number below is computed by `snakemake` from this run's tables (`results/`).",
+        "Every number below is computed by `snakemake` from this run's tables (`results/`); the rows"
+        " are `results/claims.tsv`. Each verdict is a stated test: yes needs the test to reject in the"
+        " stated direction, no needs an equivalence bound met, anything else is inconclusive with its"
+        ' reason. The README section "How each verdict is computed" gives every test.',
         "## Models",
         markdown_table(models, digits=2),
         "## Claims",
         markdown_table(claim_rows),
     ]
-    for claim in claims:
-        parts += [f"### Claim {claim.number}: evidence per model and layer", claim.text]
-        parts.append(markdown_table(claim.details) if not claim.details.empty else "(nothing to compare)")
+    for number, text in zip(headline.claim, headline.statistic, strict=True):
+        detail = claims[(claims.claim == number) & (claims.comparison != "all comparisons")]
+        parts += [
+            f"### Claim {number}: {text}",
+            markdown_table(claims_digest(detail)) if len(detail) else "(nothing to compare)",
+        ]
     if not seeds.empty and seeds.seeds.max() > 1:
         key = seeds[(seeds.attribute == "class_selectivity") & (seeds.basis == "canonical")]
         parts += ["## Across training seeds (mean and sd of Spearman rho)", markdown_table(key)]
     digest = cumulative_digest(cumulative)
     if not digest.empty:
         parts += [
-            "## Cumulative ablation",
+            "## Cumulative ablation (cross-fitted)",
             "Drops (points) after removing the class's k most damaging units together, against k random"
-            " units (mean over draws).",
+            " units (mean over draws). Units are ranked and classes chosen on one half of the evaluation"
+            " images and evaluated on the other, then the halves are swapped; the table averages both.",
             markdown_table(digest, digits=2),
         ]
     return "\n\n".join(parts) + "\n"
@@ -158,43 +201,35 @@ def summarize_to_file(
     unit_damage_paths: Sequence[str | Path],
     correlation_paths: Sequence[str | Path],
     agreement_paths: Sequence[str | Path],
+    statistics_paths: Sequence[str | Path],
     output: str | Path,
-    markdown_output: str | Path | None = None,
-    seeds_output: str | Path | None = None,
+    claims_output: str | Path,
+    markdown_output: str | Path,
+    seeds_output: str | Path,
     cumulative_paths: Sequence[str | Path] = (),
     reference_variant: str | None = None,
     criteria: Criteria | None = None,
 ) -> None:
-    """Write results/summary.tsv and (optionally) summary.md and the seed statistics table."""
-    rows, units, correlations, agreements, metas = [], [], {}, {}, {}
+    """Write results/summary.tsv, claims.tsv, summary.md (rendered from claims.tsv) and the seed
+    statistics table."""
+    rows, correlations, agreements, metas = [], {}, {}, {}
     for (model, layer), meta_path, units_path, corr_path, agreement_path in zip(
         entries, model_metadata_paths, unit_damage_paths, correlation_paths, agreement_paths, strict=True
     ):
         meta = metas.setdefault(model, json.loads(Path(meta_path).read_text()))
         correlation = correlations.setdefault(model, _with_model(pd.read_csv(corr_path, sep="\t"), meta))
         agreement = agreements.setdefault(model, _with_model(pd.read_csv(agreement_path, sep="\t"), meta))
-        unit_table = pd.read_csv(units_path, sep="\t")
-        rows.append(summary_row(meta, layer, unit_table, correlation, agreement))
-        spec = parse_layer_spec(layer)
-        units.append(
-            _with_model(unit_table, meta).assign(layer_spec=layer, layer=spec.layer, basis=spec.basis)
-        )
+        rows.append(summary_row(meta, layer, pd.read_csv(units_path, sep="\t"), correlation, agreement))
     write_tsv(pd.DataFrame(rows), output)
-    all_correlations = pd.concat(correlations.values(), ignore_index=True)
-    seeds = seed_statistics(all_correlations)
-    if seeds_output is not None:
-        write_tsv(seeds, seeds_output)
-    if markdown_output is None:
-        return
+    seeds = seed_statistics(pd.concat(correlations.values(), ignore_index=True))
+    write_tsv(seeds, seeds_output)
     first = next(iter(metas.values()))
-    claims = all_claims(
-        pd.concat(units, ignore_index=True),
-        all_correlations,
-        pd.concat(agreements.values(), ignore_index=True),
-        len(first["class_names"]),
+    claims = claim_rows(
+        concatenate_statistics(statistics_paths),
         reference_variant or first["variant"],
         criteria or Criteria(),
     )
+    write_tsv(claims, claims_output)
     models = pd.DataFrame(
         [
             {

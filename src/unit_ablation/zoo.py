@@ -33,14 +33,19 @@ __all__ = ["TorchvisionClassifier", "build_torchvision", "layer_aliases", "load_
 _MIXING = (nn.Conv2d, nn.Linear)
 
 
-def _fold_bn(weight: torch.Tensor, bn: nn.BatchNorm2d | None) -> torch.Tensor:
-    """Conv filters scaled by gamma / sqrt(running_var + eps): what the unit applies in eval mode."""
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+Reader = tuple[nn.Module, nn.BatchNorm1d | nn.BatchNorm2d | None]  # a mixing layer and the BN after it
+
+
+def _fold_bn(weight: torch.Tensor, bn: nn.BatchNorm1d | nn.BatchNorm2d | None) -> torch.Tensor:
+    """Weights scaled per output channel (dim 0) by gamma / sqrt(running_var + eps) of the BN
+    after them: the linear map the layer and its BN apply in eval mode (BN's shift is a bias)."""
     if bn is None:
         return weight
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
         scale = bn.weight * scale
-    return weight * scale.view(-1, 1, 1, 1)
+    return weight * scale.view(-1, *([1] * (weight.dim() - 1)))
 
 
 def _as_filters(module: nn.Module) -> torch.Tensor:
@@ -49,21 +54,22 @@ def _as_filters(module: nn.Module) -> torch.Tensor:
     return weight if weight.dim() == 4 else weight.view(*weight.shape, 1, 1)
 
 
-def _reading_weights(readers: list[nn.Module], units: int) -> torch.Tensor:
+def _reading_weights(readers: list[Reader], units: int) -> torch.Tensor:
     """(out, units, positions) weights of the layers reading the units, stacked along `out`.
 
+    Each reader's weights are folded with the BatchNorm that follows it (`_fold_bn`), if any.
     Kernels smaller than the largest (a ResNet 1 x 1 downsample beside a BasicBlock's 3 x 3
     conv1) are zero-padded to its centre; with the same stride and paddings 0 vs 1 the stacked
     bank is exactly one conv computing both.
     """
-    if isinstance(readers[0], nn.Linear):
-        weight = readers[0].weight
+    if isinstance(readers[0][0], nn.Linear):
+        weight = _fold_bn(readers[0][0].weight, readers[0][1])
         return weight.view(weight.shape[0], units, -1)
-    kh = max(m.weight.shape[2] for m in readers)
-    kw = max(m.weight.shape[3] for m in readers)
+    kh = max(m.weight.shape[2] for m, _ in readers)
+    kw = max(m.weight.shape[3] for m, _ in readers)
     padded = []
-    for module in readers:
-        weight = module.weight
+    for module, bn in readers:
+        weight = _fold_bn(module.weight, bn)
         dh, dw = kh - weight.shape[2], kw - weight.shape[3]
         padded.append(nn.functional.pad(weight, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)))
     return torch.cat(padded).flatten(2)
@@ -175,9 +181,11 @@ class TorchvisionClassifier(nn.Module):
         """Weights of the next mixing layer that read each unit, shape (out, units, positions).
 
         The next Conv2d flattened over kh * kw, or the first Linear reshaped per unit over the
-        flattened spatial positions (AlexNet conv5 -> (4096, 256, 36)). In a ResNet the next
-        block's conv1 and downsample conv both read the units; they are stacked along `out`.
-        The identity shortcut (weight 1) is not included.
+        flattened spatial positions (AlexNet conv5 -> (4096, 256, 36)). When a BatchNorm follows
+        that layer (VGG-BN, ResNet) its weights are scaled per output channel by
+        gamma / sqrt(running_var + eps), as `incoming_weight` folds the unit's own BN. In a ResNet
+        the next block's conv1 (with bn1) and downsample conv (with its BN) both read the units;
+        they are stacked along `out`. The identity shortcut (weight 1) is not included.
         """
         path = self.layer_path(layer)
         readers = self._readers(path)
@@ -225,16 +233,18 @@ class TorchvisionClassifier(nn.Module):
             return self._resnet_structure(path)[0]
         return None
 
-    def _readers(self, path: str) -> list[nn.Module]:
+    def _readers(self, path: str) -> list[Reader]:
         family = self._family()
         if family == "sequential":
             order = self._sequential_order()
             index = self._sequential_index(order, path)
             if index is None:
                 raise self._unsupported(path)
-            for _, module in order[index + 1 :]:
+            for position in range(index + 1, len(order)):
+                module = order[position][1]
                 if isinstance(module, _MIXING):
-                    return [module]
+                    following = order[position + 1][1] if position + 1 < len(order) else None
+                    return [(module, following if isinstance(following, _NORMS) else None)]
             return []
         if family == "resnet":
             producer, readers = self._resnet_structure(path)
@@ -262,8 +272,9 @@ class TorchvisionClassifier(nn.Module):
 
     def _resnet_structure(
         self, path: str
-    ) -> tuple[tuple[nn.Module, nn.BatchNorm2d | None] | None, list[nn.Module]]:
-        """(producer, readers) of a ResNet layer; producer None when not supported."""
+    ) -> tuple[tuple[nn.Module, nn.BatchNorm2d | None] | None, list[Reader]]:
+        """(producer, readers) of a ResNet layer, each reader with the BN after it; producer None
+        when not supported."""
         net = self.net
         blocks = [
             (f"layer{k}.{j}", block)
@@ -271,11 +282,16 @@ class TorchvisionClassifier(nn.Module):
             for j, block in enumerate(net.get_submodule(f"layer{k}"))
         ]
 
-        def readers_after(position: int) -> list[nn.Module]:
+        def readers_after(position: int) -> list[Reader]:
             if position + 1 >= len(blocks):
-                return [net.fc]
+                return [(net.fc, None)]
             block = blocks[position + 1][1]
-            return [block.conv1] + ([block.downsample[0]] if block.downsample is not None else [])
+            shortcut = block.downsample
+            return [(block.conv1, block.bn1)] + (
+                [(shortcut[0], shortcut[1] if isinstance(shortcut[1], _NORMS) else None)]
+                if shortcut is not None
+                else []
+            )
 
         def last_conv(block: nn.Module) -> tuple[nn.Module, nn.BatchNorm2d]:
             if isinstance(block, Bottleneck):
@@ -289,7 +305,7 @@ class TorchvisionClassifier(nn.Module):
         if path in ("bn1", "relu", "maxpool"):
             return (net.conv1, net.bn1), readers_after(-1)
         if path == "avgpool":
-            return last_conv(blocks[-1][1]), [net.fc]
+            return last_conv(blocks[-1][1]), [(net.fc, None)]
         if path == "fc":
             return (net.fc, None), []
         names = [name for name, _ in blocks]
@@ -312,7 +328,9 @@ class TorchvisionClassifier(nn.Module):
                     conv = block.get_submodule(f"conv{n}")
                     bn = block.get_submodule(f"bn{n}") if part.startswith("bn") else None
                     following = getattr(block, f"conv{n + 1}", None)
-                    return (conv, bn), [following] if following is not None else readers_after(position)
+                    if following is None:
+                        return (conv, bn), readers_after(position)
+                    return (conv, bn), [(following, block.get_submodule(f"bn{n + 1}"))]
         return None, []
 
     @torch.no_grad()

@@ -1,0 +1,19 @@
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.glue import run_stage
+from unit_ablation.network_stats import NetworkOptions, network_statistics_to_file
+
+run_stage(
+    snakemake,
+    network_statistics_to_file,
+    metadata_path=snakemake.input.metadata,
+    attributes_path=snakemake.input.attributes,
+    class_attributes_path=snakemake.input.class_attributes,
+    damage_path=snakemake.input.damage,
+    class_damage_path=snakemake.input.class_damage,
+    output=snakemake.output[0],
+    layer=snakemake.params.layer,
+    options=NetworkOptions(**snakemake.params.options),
+    concept_path=snakemake.input.concepts or None,
+)
