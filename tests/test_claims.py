@@ -228,6 +228,12 @@ def test_claim3_is_inconclusive_when_the_overall_drop_is_noise():
     assert row["verdict"] == "inconclusive" and "noise at this scale" in row["reason"]
 
 
+def test_claim3_noise_ceiling_blocks_yes_but_not_a_clear_correlation():
+    rng = np.random.default_rng(10)
+    row = claim3_primary(claim3_table(rng, 0.7, reliability=0.05))
+    assert row["verdict"] == "no"
+
+
 def test_claim3_with_few_units_is_underpowered_not_yes():
     rng = np.random.default_rng(8)
     row = claim3_primary(claim3_table(rng, 0.0, networks=1, units=20))

@@ -213,8 +213,9 @@ def _rho_mde(se: float, criteria: Criteria) -> float:
 
 def overall_prediction_rows(table: pd.DataFrame, criteria: Criteria) -> list[dict]:
     """Claim 3 per (variant, layer, attribute): the pooled rho(attribute, overall drop) is inside
-    +-weak_rho by TOST ('yes'), outside it ('no'), else inconclusive; inconclusive too when the
-    overall drop's split-half reliability r leaves no room for a correlation (sqrt(r) <= weak_rho)."""
+    +-weak_rho by TOST ('yes'), outside it ('no'), else inconclusive. A 'yes' also needs the
+    overall drop's split-half reliability r to leave room for a correlation (sqrt(r) > weak_rho):
+    otherwise a weak rho is guaranteed and the row is inconclusive (noise at this scale)."""
     rows = []
     w = criteria.weak_rho
     for (variant, layer), group in table[table.basis == "canonical"].groupby(
@@ -230,7 +231,11 @@ def overall_prediction_rows(table: pd.DataFrame, criteria: Criteria) -> list[dic
                     picked.value.to_numpy(), picked.se.to_numpy(), 1 - 2 * criteria.alpha
                 )
                 where = interval_verdict(pooled.ci_low, pooled.ci_high, w)
-                if not np.isfinite(mean_r) or ceiling <= w:
+                # the noise ceiling guards "yes" only: a weak rho is guaranteed when the drop is noise,
+                # while a rho clearly beyond the margin shows reliable variance by itself
+                if where == "outside":
+                    verdict, reason = "no", f"90% CI outside +-{w:g}"
+                elif not np.isfinite(mean_r) or ceiling <= w:
                     verdict = "inconclusive"
                     reason = (
                         f"the overall drop is noise at this scale: split-half reliability r = {mean_r:.2f}, "
@@ -238,8 +243,6 @@ def overall_prediction_rows(table: pd.DataFrame, criteria: Criteria) -> list[dic
                     )
                 elif where == "inside":
                     verdict, reason = "yes", f"90% CI inside +-{w:g}; reliability ceiling {ceiling:.2f}"
-                elif where == "outside":
-                    verdict, reason = "no", f"90% CI outside +-{w:g}"
                 else:
                     verdict, reason = "inconclusive", f"underpowered: 90% CI crosses +-{w:g}"
                 suffix = "" if included == "active" else " (dead and near-dead units included)"

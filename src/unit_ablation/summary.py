@@ -124,7 +124,8 @@ def claims_digest(claims: pd.DataFrame) -> pd.DataFrame:
     def interval(row: pd.Series) -> str:
         text = _format(row.estimate)
         if np.isfinite(row.ci_low) or np.isfinite(row.ci_high):
-            text += f" [{_format(row.ci_low)}, {_format(row.ci_high)}] ({100 * row.ci_level:.0f}%)"
+            low, high = _format(row.ci_low) or "–", _format(row.ci_high) or "–"
+            text += f" [{low}, {high}] ({100 * row.ci_level:.0f}%)"
         return text
 
     return pd.DataFrame(
