@@ -328,6 +328,8 @@ def train_params(wildcards):
         "batch_size": int(schedule["batch_size"]),
         "lr": float(schedule["lr"]),
         "weight_decay": float(schedule["weight_decay"]),
+        "precision": str(schedule.get("precision", "fp32")),
+        "warmup": float(schedule.get("warmup", 0.3)),
         "width": float(config["model"]["width"]),
         "dropout": float(variant_config["dropout"]),
         "batchnorm": bool(variant_config["batchnorm"]),
