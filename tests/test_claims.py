@@ -88,6 +88,7 @@ def test_combine_yes_partly_no_inconclusive():
     assert combine(["yes", "yes"]) == "yes"
     assert combine(["yes", "no"]) == "partly"
     assert combine(["yes", "inconclusive"]) == "partly"
+    assert combine(["no", "partly", "no"]) == "partly"
     assert combine(["no", "no"]) == "no"
     assert combine(["no", "inconclusive"]) == "inconclusive"
     assert combine([]) == "inconclusive"

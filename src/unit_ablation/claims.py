@@ -80,13 +80,13 @@ class Criteria:
 
 
 def combine(verdicts: list[str]) -> str:
-    """A claim's verdict from its comparisons: 'yes' when all are yes, 'partly' when some are,
-    'no' when all are no, else 'inconclusive'."""
+    """A claim's verdict from its comparisons: 'yes' when all are yes, 'partly' when some are yes
+    or partly, 'no' when all are no, else 'inconclusive'."""
     if not verdicts:
         return "inconclusive"
     if all(v == "yes" for v in verdicts):
         return "yes"
-    if any(v == "yes" for v in verdicts):
+    if any(v in ("yes", "partly") for v in verdicts):
         return "partly"
     if all(v == "no" for v in verdicts):
         return "no"
@@ -379,7 +379,6 @@ def specificity_rows(table: pd.DataFrame, reference_variant: str, criteria: Crit
     ).reset_index()
     rows: list[dict] = []
     canonical = per_network[per_network.basis == "canonical"]
-    equivalence = f"Holm p < {criteria.alpha:g} (no: 90% CI inside +-{criteria.specificity_margin:g})"
     for statistic, role in (("specificity", "primary"), ("amount", "secondary")):
         label = "class specificity (max - mean class drop)" if role == "primary" else "max class drop"
         variant_rows, estimates = [], []
@@ -391,23 +390,14 @@ def specificity_rows(table: pd.DataFrame, reference_variant: str, criteria: Crit
                 estimate = welch_difference(group[statistic].to_numpy(), reference, 1 - criteria.alpha)
                 estimates.append((estimate, (len(group), len(reference))))
                 variant_rows.append(
-                    _row(
-                        5,
+                    _contrast_row(
                         f"variant {variant} vs {reference_variant}, {layer}",
-                        role=role,
-                        statistic=f"{label}, difference of network means (points)",
-                        estimate=estimate.estimate,
-                        ci_low=estimate.ci_low,
-                        ci_high=estimate.ci_high,
-                        ci_level=estimate.level,
-                        n_replicates=estimate.n,
-                        replicates=f"networks ({len(group)} {variant}, {len(reference)} {reference_variant})",
-                        min_detectable_effect=min_detectable_effect(
-                            estimate.se, estimate.df, criteria.alpha, criteria.power
-                        ),
-                        test="Welch t-test across networks, Holm over layers and variants",
-                        p_value=estimate.p_value,
-                        criterion=equivalence,
+                        role,
+                        f"{label}, difference of network means (points)",
+                        estimate,
+                        f"networks ({len(group)} {variant}, {len(reference)} {reference_variant})",
+                        "Welch t-test across networks, Holm over layers and variants",
+                        criteria,
                     )
                 )
         _adjust(variant_rows, estimates, criteria)
@@ -422,28 +412,41 @@ def specificity_rows(table: pd.DataFrame, reference_variant: str, criteria: Crit
             estimate = paired_difference((rotated[models] - own[models]).to_numpy(), 1 - criteria.alpha)
             estimates.append((estimate, (len(models),)))
             rotation_rows.append(
-                _row(
-                    5,
+                _contrast_row(
                     f"rotation vs canonical basis, {layer}",
-                    role=role,
-                    statistic=f"{label}, rotated minus canonical within network (points)",
-                    estimate=estimate.estimate,
-                    ci_low=estimate.ci_low,
-                    ci_high=estimate.ci_high,
-                    ci_level=estimate.level,
-                    n_replicates=estimate.n,
-                    replicates=f"networks ({len(models)}), rotation seeds averaged within each",
-                    min_detectable_effect=min_detectable_effect(
-                        estimate.se, estimate.df, criteria.alpha, criteria.power
-                    ),
-                    test="one-sample t-test over networks of within-network differences, Holm over layers",
-                    p_value=estimate.p_value,
-                    criterion=equivalence,
+                    role,
+                    f"{label}, rotated minus canonical within network (points)",
+                    estimate,
+                    f"networks ({len(models)}), rotation seeds averaged within each",
+                    "one-sample t-test over networks of within-network differences, Holm over layers",
+                    criteria,
                 )
             )
         _adjust(rotation_rows, estimates, criteria)
         rows += rotation_rows
     return rows
+
+
+def _contrast_row(
+    comparison: str, role: str, statistic: str, estimate, replicates: str, test: str, criteria: Criteria
+) -> dict:
+    """A claim-5 row before Holm: the estimate, its interval and the minimum detectable effect."""
+    return _row(
+        5,
+        comparison,
+        role=role,
+        statistic=statistic,
+        estimate=estimate.estimate,
+        ci_low=estimate.ci_low,
+        ci_high=estimate.ci_high,
+        ci_level=estimate.level,
+        n_replicates=estimate.n,
+        replicates=replicates,
+        min_detectable_effect=min_detectable_effect(estimate.se, estimate.df, criteria.alpha, criteria.power),
+        test=test,
+        p_value=estimate.p_value,
+        criterion=f"Holm p < {criteria.alpha:g} (no: 90% CI inside +-{criteria.specificity_margin:g})",
+    )
 
 
 def _adjust(rows: list[dict], estimates: list, criteria: Criteria) -> None:

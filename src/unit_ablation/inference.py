@@ -131,51 +131,12 @@ def fisher_z(rho: np.ndarray | float) -> np.ndarray | float:
     return np.arctanh(np.clip(rho, -0.999999, 0.999999))
 
 
-def pool_correlations(rhos: np.ndarray, z_ses: np.ndarray, level: float = 0.90) -> Estimate:
-    """Random-effects (DerSimonian-Laird) pooled correlation over replicates on the Fisher z scale.
-
-    Each replicate contributes atanh(rho) with its SE; the between-replicate variance tau^2 is
-    added to each SE before the inverse-variance mean. The interval is normal on the z scale and
-    back-transformed (tanh); `se` and `p_value` are on the z scale.
-    """
-    rho = np.asarray(rhos, dtype=float)
-    se = np.asarray(z_ses, dtype=float)
-    keep = np.isfinite(rho) & np.isfinite(se) & (se > 0)
-    rho, se = rho[keep], se[keep]
-    if not len(rho):
-        return _nan_estimate(float("nan"), 0, level)
-    z = fisher_z(rho)
-    w = 1 / se**2
-    fixed = float((w * z).sum() / w.sum())
-    tau2 = 0.0
-    if len(z) > 1:
-        q = float((w * (z - fixed) ** 2).sum())
-        c = float(w.sum() - (w**2).sum() / w.sum())
-        tau2 = max(0.0, (q - (len(z) - 1)) / c) if c > 0 else 0.0
-    w_star = 1 / (se**2 + tau2)
-    pooled = float((w_star * z).sum() / w_star.sum())
-    pooled_se = float(np.sqrt(1 / w_star.sum()))
-    quantile = float(stats.norm.ppf(1 - (1 - level) / 2))
-    return Estimate(
-        float(np.tanh(pooled)),
-        float(np.tanh(pooled - quantile * pooled_se)),
-        float(np.tanh(pooled + quantile * pooled_se)),
-        pooled_se,
-        float(2 * stats.norm.sf(abs(pooled) / pooled_se)),
-        float("inf"),
-        len(z),
-        level,
-    )
-
-
-def pool_normal(estimates: np.ndarray, ses: np.ndarray, level: float = 0.95) -> Estimate:
-    """Random-effects (DerSimonian-Laird) pooled mean of per-replicate normal estimates."""
-    x = np.asarray(estimates, dtype=float)
-    se = np.asarray(ses, dtype=float)
+def _dersimonian_laird(x: np.ndarray, se: np.ndarray) -> tuple[float, float, int]:
+    """Random-effects (DerSimonian-Laird) mean and its SE, over the finite estimates."""
     keep = np.isfinite(x) & np.isfinite(se) & (se > 0)
     x, se = x[keep], se[keep]
     if not len(x):
-        return _nan_estimate(float("nan"), 0, level)
+        return float("nan"), float("nan"), 0
     w = 1 / se**2
     fixed = float((w * x).sum() / w.sum())
     tau2 = 0.0
@@ -184,8 +145,40 @@ def pool_normal(estimates: np.ndarray, ses: np.ndarray, level: float = 0.95) -> 
         c = float(w.sum() - (w**2).sum() / w.sum())
         tau2 = max(0.0, (q - (len(x) - 1)) / c) if c > 0 else 0.0
     w_star = 1 / (se**2 + tau2)
-    pooled = float((w_star * x).sum() / w_star.sum())
-    return _t_estimate(pooled, float(np.sqrt(1 / w_star.sum())), float("inf"), len(x), level)
+    return float((w_star * x).sum() / w_star.sum()), float(np.sqrt(1 / w_star.sum())), len(x)
+
+
+def pool_correlations(rhos: np.ndarray, z_ses: np.ndarray, level: float = 0.90) -> Estimate:
+    """Random-effects (DerSimonian-Laird) pooled correlation over replicates on the Fisher z scale.
+
+    Each replicate contributes atanh(rho) with its SE; the between-replicate variance tau^2 is
+    added to each SE before the inverse-variance mean. The interval is normal on the z scale and
+    back-transformed (tanh); `se` and `p_value` are on the z scale.
+    """
+    pooled, se, n = _dersimonian_laird(
+        fisher_z(np.asarray(rhos, dtype=float)), np.asarray(z_ses, dtype=float)
+    )
+    if not n:
+        return _nan_estimate(float("nan"), 0, level)
+    quantile = float(stats.norm.ppf(1 - (1 - level) / 2))
+    return Estimate(
+        float(np.tanh(pooled)),
+        float(np.tanh(pooled - quantile * se)),
+        float(np.tanh(pooled + quantile * se)),
+        se,
+        float(2 * stats.norm.sf(abs(pooled) / se)),
+        float("inf"),
+        n,
+        level,
+    )
+
+
+def pool_normal(estimates: np.ndarray, ses: np.ndarray, level: float = 0.95) -> Estimate:
+    """Random-effects (DerSimonian-Laird) pooled mean of per-replicate normal estimates."""
+    pooled, se, n = _dersimonian_laird(np.asarray(estimates, dtype=float), np.asarray(ses, dtype=float))
+    if not n:
+        return _nan_estimate(float("nan"), 0, level)
+    return _t_estimate(pooled, se, float("inf"), n, level)
 
 
 def fisher_combined_p(p_values: np.ndarray) -> float:
