@@ -284,3 +284,69 @@ def test_claims_table_has_the_contract_columns_and_a_combined_row_per_claim():
 def test_markdown_table_escapes_pipes_and_rounds():
     table = pd.DataFrame({"a": ["x|y"], "b": [0.12345], "c": [np.nan]})
     assert markdown_table(table) == "| a | b | c |\n|---|---|---|\n| x\\|y | 0.123 |  |"
+
+
+def simulated_class_damage(rng, n: int, rate: float, planted: tuple[int, int] = (0, 0)) -> pd.DataFrame:
+    """20 units x 10 classes of McNemar counts with no effect, plus `planted` = (broken, fixed)
+    added to unit 0, class 0; `hurt` from the gather's own mid-p and BH."""
+    from unit_ablation.damage import significance
+
+    broken, fixed = rng.poisson(rate, (20, 10)), rng.poisson(rate, (20, 10))
+    broken[0, 0] += planted[0]
+    fixed[0, 0] += planted[1]
+    hurt = significance(broken.ravel(), fixed.ravel(), CRITERIA.alpha, "mid-p")[3]
+    return pd.DataFrame(
+        {
+            "unit": np.repeat(np.arange(20), 10),
+            "class": np.tile([f"c{k}" for k in range(10)], 20),
+            "n": n,
+            "broken": broken.ravel(),
+            "fixed": fixed.ravel(),
+            "drop": 100.0 * (broken - fixed).ravel() / n,
+            "hurt": hurt,
+        }
+    )
+
+
+def damage_verdict(claim: int, tables: list[pd.DataFrame]) -> str:
+    from unit_ablation.claims import class_damage_rows, overall_drop_rows
+    from unit_ablation.network_stats import damage_bounds, sharp_damage
+
+    rows = []
+    for seed, class_damage in enumerate(tables):
+        base = dict(
+            model=f"baseline-s{seed}", variant="baseline", seed=seed, layer="conv5", basis="canonical"
+        )
+        stats = {
+            **damage_bounds(class_damage, CRITERIA.alpha),
+            **sharp_damage(class_damage, CRITERIA.sharp_class_drop),
+        }
+        stats["max_abs_overall_drop"] = 0.0
+        rows += [dict(base, statistic=name, value=value) for name, value in stats.items()]
+    builder = overall_drop_rows if claim == 1 else class_damage_rows
+    return builder(stage_one(rows), CRITERIA)[0]["verdict"]
+
+
+def test_claim1_says_yes_without_an_overall_effect_and_no_with_one():
+    rng = np.random.default_rng(11)
+    null = [damage_verdict(1, [simulated_class_damage(rng, 1000, 2.0) for _ in range(3)]) for _ in range(200)]
+    assert np.mean([v == "yes" for v in null]) > 0.95
+    assert np.mean([v == "no" for v in null]) <= CRITERIA.alpha + 3 * np.sqrt(CRITERIA.alpha * 0.95 / 200)
+    # one unit breaks 300 of the 10,000 images: a 3-point overall drop
+    planted = [damage_verdict(1, [simulated_class_damage(rng, 1000, 2.0, (300, 0))] * 3) for _ in range(200)]
+    assert np.mean([v == "no" for v in planted]) > 0.95
+
+
+def test_claim2_finds_a_planted_sharp_class_drop_and_not_a_null_one():
+    rng = np.random.default_rng(12)
+    # 50 images per class: noise alone rarely makes a significant 5-point pair after FDR
+    null = [damage_verdict(2, [simulated_class_damage(rng, 50, 1.0) for _ in range(3)]) for _ in range(200)]
+    assert np.mean([v == "yes" for v in null]) <= CRITERIA.alpha + 3 * np.sqrt(CRITERIA.alpha * 0.95 / 200)
+    planted = [
+        damage_verdict(2, [simulated_class_damage(rng, 50, 1.0, (30, 0)) for _ in range(3)])
+        for _ in range(200)
+    ]
+    assert np.mean([v == "yes" for v in planted]) > 0.9
+    # with 1,000 images per class and no effect, the bounds exclude a 5-point drop: "no"
+    many = [damage_verdict(2, [simulated_class_damage(rng, 1000, 1.0) for _ in range(3)]) for _ in range(50)]
+    assert np.mean([v == "no" for v in many]) > 0.9
