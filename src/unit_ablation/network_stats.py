@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from unit_ablation.correlation import active_units
+from unit_ablation.correlation import OPTIONAL_ATTRIBUTES, PAIR_ATTRIBUTES, UNIT_ATTRIBUTES, active_units
 from unit_ablation.inference import (
     binomial_drop_interval,
     fisher_z,
@@ -32,18 +32,9 @@ from unit_ablation.layers import parse_layer_spec
 log = logging.getLogger(__name__)
 
 CLAIM3_ATTRIBUTES: tuple[str, ...] = ("class_selectivity", "l1_in", "l1_out")
-UNIT_FEATURES: tuple[str, ...] = (
-    "class_selectivity",
-    "class_correlation",
-    "l1_in",
-    "l1_out",
-    "activation_mean",
-    "activation_std",
-    "activation_sparsity",
-    "activation_max",
-    "concept_iou",
-)
-PAIR_FEATURES: tuple[str, ...] = ("class_selectivity", "class_correlation", "class_gap")
+# claim 4's predictors: every unit attribute the correlations use, and the per-class ones
+UNIT_FEATURES: tuple[str, ...] = UNIT_ATTRIBUTES + OPTIONAL_ATTRIBUTES
+PAIR_FEATURES: tuple[str, ...] = PAIR_ATTRIBUTES
 COLUMNS = ["statistic", "attribute", "units_included", "value", "se", "ci_low", "ci_high", "n", "p_value"]
 
 
