@@ -179,6 +179,9 @@ def test_example_configs_plan_the_expected_jobs(tmp_path, name):
     (tmp_path / "data/imagenet/LOC_synset_mapping.txt").write_text(synsets)
     categories = "".join(f"/c/category{i} {i}\n" for i in range(365))
     (tmp_path / "data/places365/categories_places365.txt").write_text(categories)
+    for dataset, classes in (("imagenet", 1000), ("places365", 365)):  # the attributes' training subsets
+        for index in range(classes):
+            (tmp_path / f"data/{dataset}/train_subset/class{index:04d}").mkdir(parents=True)
     shutil.copy(PROJECT_ROOT / "configs" / f"{name}.yaml", tmp_path / "config.yaml")
     result = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -192,3 +195,4 @@ def test_example_configs_plan_the_expected_jobs(tmp_path, name):
     assert counts["ablate"] == 2 * sum(chunks.values())
     assert counts["gather"] == counts["extract"] == 2 * len(chunks)
     assert counts["cumulative"] == len(chunks) and "train" not in counts
+    assert counts["decode_images"] == 2  # the evaluation images and the attributes' training subset
