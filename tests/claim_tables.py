@@ -36,10 +36,8 @@ def network_tables(
     halves = rng.binomial(broken, 0.5), rng.binomial(fixed, 0.5)
     n = images_per_class
     drop = 100.0 * (broken - fixed) / n
-    drop_h = [100.0 * (halves[0] - halves[1]) / (n / 2)]
     drop_h0 = 100.0 * (halves[0] - halves[1]) / (n / 2)
     drop_h1 = 100.0 * ((broken - halves[0]) - (fixed - halves[1])) / (n / 2)
-    del drop_h
     overall = drop.mean(axis=1)
     attributes = pd.DataFrame(
         {

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from unit_ablation.network_stats import concatenate_statistics
 from unit_ablation.plots import STYLE, PathLike, plt, save_figure
@@ -80,9 +79,3 @@ def network_effects_figure(
         )
         figure.suptitle("Claim 5: class specificity per trained network (Hodges-Lehmann 95% interval)")
         save_figure(figure, outputs, dpi)
-
-
-def effects_table(statistics_tables: Sequence[PathLike], statistic: str = "specificity") -> pd.DataFrame:
-    """The rows the figure draws: one per (network, layer spec)."""
-    table = concatenate_statistics(statistics_tables)
-    return table[table.statistic == statistic].reset_index(drop=True)

@@ -135,7 +135,7 @@ def rho_contrast(
     return result
 
 
-def _feature_grid(attributes: pd.DataFrame, class_attributes: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def _feature_grid(attributes: pd.DataFrame, class_attributes: pd.DataFrame) -> np.ndarray:
     """Units x classes x features: unit attributes broadcast over classes, then per-class ones."""
     units = attributes.sort_values("unit")
     unit_columns = [c for c in UNIT_FEATURES if c in units.columns]
@@ -144,8 +144,7 @@ def _feature_grid(attributes: pd.DataFrame, class_attributes: pd.DataFrame) -> t
     pair_columns = [c for c in PAIR_FEATURES if c in pairs.columns]
     unit_block = np.repeat(units[unit_columns].to_numpy(float)[:, None, :], num_classes, axis=1)
     pair_block = pairs[pair_columns].to_numpy(float).reshape(num_units, num_classes, -1)
-    names = [f"unit:{c}" for c in unit_columns] + [f"class:{c}" for c in pair_columns]
-    return np.nan_to_num(np.concatenate([unit_block, pair_block], axis=2)), names
+    return np.nan_to_num(np.concatenate([unit_block, pair_block], axis=2))
 
 
 def _fit_predict(x: np.ndarray, y: np.ndarray, train: np.ndarray, ridge: float = 1.0) -> np.ndarray:
@@ -265,7 +264,7 @@ def network_statistics(
                 rows.append(
                     _row("rho_contrast", n=len(chosen), attribute=attribute, included=included, **contrast)
                 )
-    features, _ = _feature_grid(attributes, class_attributes)
+    features = _feature_grid(attributes, class_attributes)
     drops = (
         class_damage.merge(class_attributes[["unit", "class", "class_index"]], on=["unit", "class"])
         .sort_values(["unit", "class_index"], kind="stable")["drop"]
@@ -334,4 +333,4 @@ def network_statistics_to_file(
 
 def concatenate_statistics(paths: Sequence[str | Path]) -> pd.DataFrame:
     """The stage-one tables of every network and layer spec, stacked."""
-    return pd.concat([pd.read_csv(p, sep="\t", keep_default_na=True) for p in paths], ignore_index=True)
+    return pd.concat([pd.read_csv(p, sep="\t") for p in paths], ignore_index=True)
