@@ -5,8 +5,10 @@ from snakemake.utils import min_version
 
 min_version("9.27")
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from unit_ablation.config_check import ConfigError, check_config
+# This checkout: workflow.basedir is the outer project's folder when this workflow is a module.
+CHECKOUT = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
+sys.path.insert(0, str(CHECKOUT / "src"))
+from unit_ablation.workflow.config_check import ConfigError, check_config
 
 
 configfile: "config.yaml"
@@ -18,8 +20,8 @@ if not workflow.modifier.skip_validation:
     try:
         check_config(
             config,
-            Path(workflow.basedir) / "schemas" / "config.schema.yaml",
-            basedir=workflow.basedir,
+            CHECKOUT / "schemas" / "config.schema.yaml",
+            basedir=CHECKOUT,
         )
     except ConfigError as error:
         raise WorkflowError(str(error)) from None

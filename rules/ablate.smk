@@ -8,7 +8,7 @@ rule ablate:
         "results/logs/ablate/{model}/{layer}/{chunk}.log",
     cache: True
     conda:
-        "../envs/ablate.yaml"
+        "../envs/torch.yaml"
     threads: config["threads"]["ablate"]
     resources:
         gpu=ablation_gpus(),

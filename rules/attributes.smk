@@ -8,7 +8,7 @@ rule attributes:
     log:
         "results/logs/attributes/{model}/{layer}.log",
     conda:
-        "../envs/attributes.yaml"
+        "../envs/torch.yaml"
     threads: 1
     params:
         code=code("attributes.py"),

@@ -7,15 +7,20 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-
-from unit_ablation.architecture import canonical_layer, layer_units
-from unit_ablation.code_hash import stage_code_hash
-from unit_ablation.config_check import MODEL_PREFIX, download_dirs, find_data_root
-from unit_ablation.cost import job_seconds, units_per_job
-from unit_ablation.fetch_data import IDX_NAMES
-from unit_ablation.layers import LayerSpec, parse_layer_spec
-from unit_ablation.zoo_layers import layer_units as zoo_layer_units
+from unit_ablation.spec.architecture import ARCH_NAME, canonical_layer, layer_units
+from unit_ablation.spec.model_classes import model_module
+from unit_ablation.spec.model_names import trained_model_name
+from unit_ablation.workflow.code_hash import module_closure, stage_code_hash
+from unit_ablation.workflow.config_context import download_dirs, find_data_root
+from unit_ablation.spec.cost import job_seconds, units_per_job
+from unit_ablation.spec.fashion_mnist import IDX_NAMES, TEST_IMAGES
+from unit_ablation.spec.layer_spec import (
+    WILDCARD_PATTERN,
+    parse_layer_spec,
+    study_layer_specs,
+)
+from unit_ablation.spec.zoo_layers import TORCHVISION_ARCH
+from unit_ablation.spec.zoo_layers import layer_units as zoo_layer_units
 
 SOURCE = config["data"]["source"]
 DATASET = (
@@ -24,14 +29,13 @@ DATASET = (
     else "results/data/images.json"
 )
 PRETRAINED = config["pretrained"]
-FASHION_MNIST_TEST_IMAGES = 10_000
 # Where `make data` downloads when Debian's package is not available (working dir or checkout).
-DOWNLOAD_DIRS = download_dirs(workflow.basedir)
+DOWNLOAD_DIRS = download_dirs(CHECKOUT)
 
 
 wildcard_constraints:
     model=r"[A-Za-z0-9-]+",
-    layer=r"[A-Za-z0-9_.]+?(?:@rot[0-9]+)?(?:\+(?:zero|mean))?",
+    layer=WILDCARD_PATTERN,
     chunk=r"[0-9]+-[0-9]+",
 
 
@@ -46,12 +50,8 @@ def data_root():
     return root
 
 
-def model_name(variant, seed):
-    return f"{MODEL_PREFIX}-{variant}-s{seed}"
-
-
 TRAINED = {
-    model_name(variant, seed): (variant, seed)
+    trained_model_name(variant, seed): (variant, seed)
     for variant in config["variants"]
     for seed in config["seeds"]
 }
@@ -74,15 +74,10 @@ def model_layers(model):
 def layer_specs(model):
     """A model's analysed layers: each in its own basis and in each rotated basis, then again
     with each of `analysis.compare_values` as the ablation value."""
-    specs = []
-    for value in [None, *config["analysis"]["compare_values"]]:
-        for layer in model_layers(model):
-            specs.append(LayerSpec(layer, None, value).name)
-            specs.extend(
-                LayerSpec(layer, seed, value).name
-                for seed in config["analysis"]["rotation_seeds"]
-            )
-    return specs
+    analysis = config["analysis"]
+    return study_layer_specs(
+        model_layers(model), analysis["rotation_seeds"], analysis["compare_values"]
+    )
 
 
 def spec_value(layer_spec):
@@ -120,11 +115,20 @@ def unit_count(model, layer_spec):
 
 def code(script):
     """Content hash of a rule's script and the package modules it imports (a library edit reruns
-    exactly the stages that use the module; comments and layout do not count)."""
-    basedir = Path(workflow.basedir)
-    return stage_code_hash(
-        basedir / "scripts" / script, basedir / "src" / "unit_ablation"
+    exactly the stages that use the module; comments and layout do not count). A stage that loads
+    checkpoints imports the model's class by name: its hash, per job, covers that model's module.
+    """
+    path, package = CHECKOUT / "scripts" / script, CHECKOUT / "src" / "unit_ablation"
+    if package / "models" / "checkpoint.py" not in module_closure(path, package):
+        return stage_code_hash(path, package)
+    return lambda wildcards: stage_code_hash(
+        path, package, [model_module(model_arch(wildcards.model))]
     )
+
+
+def model_arch(model):
+    """The architecture a model's checkpoint records (`spec.model_classes`)."""
+    return TORCHVISION_ARCH if model in PRETRAINED else ARCH_NAME
 
 
 def chunk_size(model, layer_spec):
@@ -153,7 +157,7 @@ def chunk_size(model, layer_spec):
 
 
 def evaluation_images():
-    return config["data"]["test_size"] or FASHION_MNIST_TEST_IMAGES
+    return config["data"]["test_size"] or TEST_IMAGES
 
 
 def log_ablation_estimates():

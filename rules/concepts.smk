@@ -9,7 +9,7 @@ rule concept_iou:
     log:
         "results/logs/concept_iou/{model}/{layer}.log",
     conda:
-        "../envs/concepts.yaml"
+        "../envs/torch.yaml"
     threads: config["threads"]["extract"]
     params:
         code=code("concept_iou.py"),

@@ -11,7 +11,7 @@ rule correlate:
     log:
         "results/logs/correlate/{model}/{layer}.log",
     conda:
-        "../envs/correlate.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("correlate.py"),
@@ -37,7 +37,7 @@ rule network_statistics:
     log:
         "results/logs/network_statistics/{model}/{layer}.log",
     conda:
-        "../envs/correlate.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("network_statistics.py"),
@@ -65,7 +65,7 @@ rule combine_correlations:
     log:
         "results/logs/combine_correlations/{model}.log",
     conda:
-        "../envs/correlate.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("combine_correlations.py"),

@@ -8,7 +8,7 @@ rule cumulative:
     log:
         "results/logs/cumulative/{model}/{layer}.log",
     conda:
-        "../envs/ablate.yaml"
+        "../envs/torch.yaml"
     threads: config["threads"]["ablate"]
     resources:
         gpu=ablation_gpus(),

@@ -8,7 +8,7 @@ if SOURCE == "fashion-mnist":
         log:
             "results/logs/prepare_data.log",
         conda:
-            "../envs/data.yaml"
+            "../envs/torch.yaml"
         threads: 1
         params:
             code=code("prepare_data.py"),
@@ -32,7 +32,7 @@ else:
         wildcard_constraints:
             split="test|heldout",
         conda:
-            "../envs/data.yaml"
+            "../envs/torch.yaml"
         threads: config["data"]["images"]["workers"]
         params:
             code=code("decode_images.py"),
@@ -51,7 +51,7 @@ else:
         log:
             "results/logs/image_dataset.log",
         conda:
-            "../envs/data.yaml"
+            "../envs/torch.yaml"
         threads: 1
         params:
             code=code("image_dataset.py"),

@@ -8,7 +8,7 @@ rule extract:
         "results/logs/extract/{model}/{layer}.log",
     cache: True
     conda:
-        "../envs/extract.yaml"
+        "../envs/torch.yaml"
     threads: config["threads"]["extract"]
     resources:
         gpu=ablation_gpus(),

@@ -13,7 +13,7 @@ rule gather:
     log:
         "results/logs/gather/{model}/{layer}.log",
     conda:
-        "../envs/gather.yaml"
+        "../envs/torch.yaml"
     threads: 1
     params:
         code=code("gather.py"),

@@ -17,7 +17,7 @@ rule plot_overview:
     log:
         "results/logs/plot_overview.log",
     conda:
-        "../envs/plot.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("plot_overview.py"),
@@ -44,7 +44,7 @@ rule plot_sorted_units:
     log:
         "results/logs/plot_sorted_units/{model}.log",
     conda:
-        "../envs/plot.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("plot_sorted_units.py"),
@@ -79,7 +79,7 @@ rule plot_layer:
     log:
         "results/logs/plot_layer/{model}/{layer}.log",
     conda:
-        "../envs/plot.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("plot_layer.py"),
@@ -114,7 +114,7 @@ rule plot_comparison:
     log:
         "results/logs/plot_comparison.log",
     conda:
-        "../envs/plot.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("plot_comparison.py"),
@@ -140,7 +140,7 @@ rule plot_agreement:
     log:
         "results/logs/plot_agreement.log",
     conda:
-        "../envs/plot.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("plot_agreement.py"),
@@ -163,7 +163,7 @@ rule plot_cumulative:
     log:
         "results/logs/plot_cumulative.log",
     conda:
-        "../envs/plot.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("plot_cumulative.py"),
@@ -188,7 +188,7 @@ rule plot_network_effects:
     log:
         "results/logs/plot_network_effects.log",
     conda:
-        "../envs/plot.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("plot_network_effects.py"),

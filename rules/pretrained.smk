@@ -8,7 +8,7 @@ rule fetch_weights:
         enum=r"[A-Z0-9_]+",
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/torch.yaml"
     params:
         code=code("fetch_weights.py"),
         arch="{arch}",
@@ -30,7 +30,7 @@ rule prepare_model:
     wildcard_constraints:
         model=name_pattern(PRETRAINED),
     conda:
-        "../envs/extract.yaml"
+        "../envs/torch.yaml"
     threads: config["threads"]["extract"]
     resources:
         gpu=ablation_gpus(),

@@ -42,7 +42,7 @@ rule summarize:
     log:
         "results/logs/summarize.log",
     conda:
-        "../envs/report.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("summarize.py"),
@@ -63,7 +63,7 @@ rule record_config:
     log:
         "results/logs/record_config.log",
     conda:
-        "../envs/report.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=code("record_config.py"),

@@ -10,7 +10,7 @@ rule train:
         model=name_pattern(TRAINED),
     cache: True
     conda:
-        "../envs/train.yaml"
+        "../envs/torch.yaml"
     threads: config["threads"]["train"]
     params:
         code=code("train.py"),

@@ -1,8 +1,8 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.glue import run_stage
-from unit_ablation.images import write_dataset_index
+from unit_ablation.data.image_cache import write_dataset_index
+from unit_ablation.workflow.glue import run_stage
 
 run_stage(
     snakemake,

@@ -1,8 +1,8 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.claims_figure import network_effects_figure
-from unit_ablation.glue import run_stage
+from unit_ablation.report.claims_figure import network_effects_figure
+from unit_ablation.workflow.glue import run_stage
 
 run_stage(
     snakemake,

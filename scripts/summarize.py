@@ -1,9 +1,9 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.claims import Criteria
-from unit_ablation.glue import run_stage
-from unit_ablation.summary import summarize_to_file
+from unit_ablation.analysis.verdicts import Criteria
+from unit_ablation.report.summary import summarize_to_file
+from unit_ablation.workflow.glue import run_stage
 
 run_stage(
     snakemake,

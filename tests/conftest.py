@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from unit_ablation.training import TrainConfig, train_model
+from unit_ablation.models.training import TrainConfig, train_model
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

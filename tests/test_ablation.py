@@ -3,21 +3,16 @@ import pytest
 import torch
 from conftest import synthetic_images
 
-from unit_ablation.ablation import (
-    HALF_ARRAYS,
-    ablate_directions,
-    ablate_naive,
-    ablate_units,
-    channel_means,
-    choose_device,
-    count_batch,
-    count_changes,
-    counts_from_predictions,
-)
-from unit_ablation.basis import from_basis, random_rotation, to_basis
-from unit_ablation.damage import balanced_class_accuracy, class_table
-from unit_ablation.halves import evaluation_halves
-from unit_ablation.models import resolve_layer
+from unit_ablation.analysis.damage import balanced_class_accuracy, class_table
+from unit_ablation.data.halves import evaluation_halves
+from unit_ablation.engine.ablation_engine import ablate_directions
+from unit_ablation.engine.basis import from_basis, random_rotation, to_basis
+from unit_ablation.engine.counts import HALF_ARRAYS, count_batch, count_changes, counts_from_predictions
+from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.graph_split import resolve_layer
+from unit_ablation.engine.naive import ablate_naive
+from unit_ablation.engine.values import channel_means
+from unit_ablation.runtime.device import choose_device
 
 ALL_ARRAYS = ("units", "broken", "fixed", "n", "correct", *HALF_ARRAYS)
 
@@ -147,7 +142,7 @@ def test_engine_matches_the_naive_reference(small_model, layer, rotation_seed, v
 def ablated_predictions(model, layer, images, units, rotation=None, value="zero") -> tuple[np.ndarray, ...]:
     """Intact predictions (N) and predictions with each unit ablated (K x N), computed directly:
     a full forward pass per unit with the layer's output edited by a hook."""
-    from unit_ablation.ablation import prepare_ablation
+    from unit_ablation.engine.values import prepare_ablation
 
     _, q, values = prepare_ablation(model, layer, images, rotation, value, 500, "cpu", None)
     module = resolve_layer(model, layer)

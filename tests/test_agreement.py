@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unit_ablation.agreement import agreement, layer_agreement, top_k_hits
+from unit_ablation.analysis.agreement import agreement, layer_agreement, top_k_hits
 
 
 def test_top_k_hits_by_hand():

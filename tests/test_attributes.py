@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from unit_ablation.attributes import (
+from unit_ablation.analysis.attributes import (
     ACTIVATION_SHAPES,
     active_fraction,
     class_correlation,
@@ -18,9 +18,9 @@ from unit_ablation.attributes import (
     per_class_selectivity,
     unit_attributes,
 )
-from unit_ablation.basis import random_rotation
-from unit_ablation.models import build_model
-from unit_ablation.safe_load import CorruptFileError
+from unit_ablation.engine.basis import random_rotation
+from unit_ablation.files.safe_load import CorruptFileError
+from unit_ablation.models.fashion_alexnet import build_model
 
 EPS = 1e-7
 

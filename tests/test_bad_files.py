@@ -19,18 +19,22 @@ import torch
 from conftest import synthetic_images, write_idx
 from PIL import Image
 
-from unit_ablation.ablation import ablate_chunk_to_file
-from unit_ablation.activations import extract_to_file
-from unit_ablation.attributes import attributes_to_files
-from unit_ablation.cumulative import cumulative_to_file
-from unit_ablation.damage import gather_to_files
-from unit_ablation.data import IDX_FILES, load_dataset, prepare_fashion_mnist
-from unit_ablation.images import ImageList, decode_image_set, decode_to_cache, write_dataset_index
-from unit_ablation.models import build_model, load_model, save_checkpoint
-from unit_ablation.pretrained import prepare_pretrained_to_file
-from unit_ablation.safe_load import CorruptFileError
-from unit_ablation.training import train_to_checkpoint
-from unit_ablation.zoo import TorchvisionClassifier
+from unit_ablation.analysis.attributes import attributes_to_files
+from unit_ablation.analysis.cumulative import cumulative_to_file
+from unit_ablation.analysis.damage import gather_to_files
+from unit_ablation.data.fashion_mnist import IDX_FILES, prepare_fashion_mnist
+from unit_ablation.data.image_cache import write_dataset_index
+from unit_ablation.data.image_decode import decode_image_set, decode_to_cache
+from unit_ablation.data.image_files import ImageList
+from unit_ablation.data.loading import load_dataset
+from unit_ablation.files.safe_load import CorruptFileError
+from unit_ablation.models.checkpoint import load_model, save_checkpoint
+from unit_ablation.models.fashion_alexnet import build_model
+from unit_ablation.models.torchvision_classifier import TorchvisionClassifier
+from unit_ablation.models.training import train_to_checkpoint
+from unit_ablation.stages.ablate import ablate_chunk_to_file
+from unit_ablation.stages.extract import extract_to_file
+from unit_ablation.stages.prepare_model import prepare_pretrained_to_file
 
 LAYER = "conv5"
 
@@ -628,7 +632,7 @@ def test_loaders_accept_what_the_writers_wrote(files):
 def test_bad_checkpoint_stops_concept_dissection(files, tmp_path):
     from broden_fixture import write_broden
 
-    from unit_ablation.concepts import concept_iou_to_file
+    from unit_ablation.stages.concept_iou import concept_iou_to_file
 
     broden = write_broden(tmp_path / "broden")
     bad = cut_in_half(files["model"])

@@ -8,17 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unit_ablation.claims import (
-    CLAIMS,
-    COLUMNS,
-    Criteria,
-    claim_rows,
-    combine,
-    overall_prediction_rows,
-    specificity_rows,
-)
-from unit_ablation.inference import spearman_z_se
-from unit_ablation.summary import markdown_table, summary_markdown
+from unit_ablation.analysis.claims import claim_rows
+from unit_ablation.analysis.inference import spearman_z_se
+from unit_ablation.analysis.prediction_claims import overall_prediction_rows
+from unit_ablation.analysis.specificity_claims import specificity_rows
+from unit_ablation.analysis.verdicts import CLAIMS, COLUMNS, Criteria, combine
+from unit_ablation.report.summary import markdown_table, summary_markdown
 
 CRITERIA = Criteria()
 REPLICATES = 400
@@ -106,7 +101,7 @@ def test_variant_contrast_finds_a_clear_effect_at_the_stated_power():
     probe = [r for r in specificity_rows(specificity_table(rng, 5, 0.0), "baseline", CRITERIA)][0]
     sd = 0.3
     se = sd * np.sqrt(2 / 5)
-    from unit_ablation.inference import min_detectable_effect
+    from unit_ablation.analysis.inference import min_detectable_effect
 
     effect = min_detectable_effect(se, 8.0, CRITERIA.alpha, CRITERIA.power)
     assert np.isfinite(probe["min_detectable_effect"])
@@ -249,7 +244,7 @@ def test_claims_table_has_the_contract_columns_and_a_combined_row_per_claim():
     sys.path.insert(0, str(Path(__file__).parent))
     from claim_tables import network_tables
 
-    from unit_ablation.network_stats import NetworkOptions, network_statistics
+    from unit_ablation.analysis.network_stats import NetworkOptions, network_statistics
 
     tables = []
     for variant in ("baseline", "bn"):
@@ -289,7 +284,7 @@ def test_markdown_table_escapes_pipes_and_rounds():
 def simulated_class_damage(rng, n: int, rate: float, planted: tuple[int, int] = (0, 0)) -> pd.DataFrame:
     """20 units x 10 classes of McNemar counts with no effect, plus `planted` = (broken, fixed)
     added to unit 0, class 0; `hurt` from the gather's own mid-p and BH."""
-    from unit_ablation.damage import significance
+    from unit_ablation.analysis.damage import significance
 
     broken, fixed = rng.poisson(rate, (20, 10)), rng.poisson(rate, (20, 10))
     broken[0, 0] += planted[0]
@@ -309,8 +304,8 @@ def simulated_class_damage(rng, n: int, rate: float, planted: tuple[int, int] = 
 
 
 def damage_verdict(claim: int, tables: list[pd.DataFrame]) -> str:
-    from unit_ablation.claims import class_damage_rows, overall_drop_rows
-    from unit_ablation.network_stats import damage_bounds, sharp_damage
+    from unit_ablation.analysis.damage_claims import class_damage_rows, overall_drop_rows
+    from unit_ablation.analysis.network_stats import damage_bounds, sharp_damage
 
     rows = []
     for seed, class_damage in enumerate(tables):

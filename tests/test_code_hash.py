@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 from workflow_runs import PROJECT_ROOT
 
-from unit_ablation.code_hash import module_closure, stage_code_hash
+from unit_ablation.spec.model_classes import MODEL_MODULES, model_module
+from unit_ablation.spec.zoo_layers import TORCHVISION_ARCH
+from unit_ablation.workflow.code_hash import module_closure, stage_code_hash
+
+PACKAGE_DIR = PROJECT_ROOT / "src" / "unit_ablation"
 
 
 @pytest.fixture
@@ -20,30 +24,64 @@ def package(tmp_path) -> Path:
 
 
 def test_closure_follows_imports_through_modules(package):
-    names = {path.stem for path in module_closure(package / "plot_layer.py", package / "unit_ablation")}
-    # plot_layer.py imports glue and plots; plots imports correlation, which imports agreement
-    assert {"glue", "plots", "correlation", "agreement", "io", "layers", "progress", "__init__"} == names
+    package_dir = package / "unit_ablation"
+    closure = module_closure(package / "plot_layer.py", package_dir)
+    names = {path.relative_to(package_dir).as_posix() for path in closure}
+    # plot_layer.py imports glue and plots; plots imports correlation, which imports agreement;
+    # each subpackage's __init__ runs first
+    assert {
+        "__init__.py",
+        "workflow/__init__.py",
+        "workflow/glue.py",
+        "runtime/__init__.py",
+        "runtime/progress.py",
+        "report/__init__.py",
+        "report/plots.py",
+        "analysis/__init__.py",
+        "analysis/correlation.py",
+        "analysis/agreement.py",
+        "files/__init__.py",
+        "files/writing.py",
+        "spec/__init__.py",
+        "spec/layer_spec.py",
+    } == names
 
 
-def test_the_ablation_script_needs_the_engine_but_not_the_plots():
+def test_the_ablation_script_needs_the_engine_but_not_the_plots_nor_a_model_class():
     closure = {
-        path.stem
-        for path in module_closure(
-            PROJECT_ROOT / "scripts" / "ablate.py", PROJECT_ROOT / "src" / "unit_ablation"
-        )
+        path.relative_to(PACKAGE_DIR).as_posix()
+        for path in module_closure(PROJECT_ROOT / "scripts" / "ablate.py", PACKAGE_DIR)
     }
-    assert {"ablation", "engine", "plans", "graph_split", "models"} <= closure
-    assert not {"plots", "training", "claims"} & closure
+    engine = {"stages/ablate.py", "engine/driver.py", "engine/ablation_engine.py", "engine/plans.py"}
+    assert engine | {"engine/graph_split.py", "models/checkpoint.py"} <= closure
+    # the checkpoint loader imports the model's class by name (spec.model_classes), image folders
+    # are read only by decode_images
+    unused = {"report/plots.py", "models/training.py", "analysis/claims.py", "models/fashion_alexnet.py"}
+    unused |= {"models/torchvision_classifier.py", "data/image_files.py", "data/image_decode.py"}
+    assert not unused & closure
+
+
+def test_extra_modules_join_the_closure_with_their_own_imports():
+    script = PROJECT_ROOT / "scripts" / "ablate.py"
+    closure = set(module_closure(script, PACKAGE_DIR, [model_module(TORCHVISION_ARCH)]))
+    models = PACKAGE_DIR / "models"
+    assert {models / "torchvision_classifier.py", models / "normalize.py"} <= closure
+    assert models / "fashion_alexnet.py" not in closure
+    plain = stage_code_hash(script, PACKAGE_DIR)
+    hashes = {stage_code_hash(script, PACKAGE_DIR, [model_module(arch)]) for arch in MODEL_MODULES}
+    assert len(hashes | {plain}) == len(MODEL_MODULES) + 1
+    with pytest.raises(ValueError, match="no such module"):
+        module_closure(script, PACKAGE_DIR, ["unit_ablation.models.nothing"])
 
 
 @pytest.mark.parametrize(
     ("file", "old", "new", "changes"),
     [
         ("plot_layer.py", "import sys\n", "import sys  # a comment\n\n\n", False),
-        ("unit_ablation/plots.py", "import math\n", "# why math\nimport math\n", False),
-        ("unit_ablation/correlation.py", "import logging\n", "import logging\nEDITED = 1\n", True),
+        ("unit_ablation/report/plots.py", "import math\n", "# why math\nimport math\n", False),
+        ("unit_ablation/analysis/correlation.py", "import logging\n", "import logging\nEDITED = 1\n", True),
         ("plot_layer.py", "dpi=snakemake.params.dpi", "dpi=2 * snakemake.params.dpi", True),
-        ("unit_ablation/training.py", "import json\n", "import json\nEDITED = 1\n", False),  # not imported
+        ("unit_ablation/models/training.py", "import json\n", "import json\nEDITED = 1\n", False),  # unused
     ],
 )
 def test_only_code_edits_in_the_closure_change_the_hash(package, file, old, new, changes):
@@ -57,7 +95,7 @@ def test_only_code_edits_in_the_closure_change_the_hash(package, file, old, new,
 
 
 def test_hash_is_short_hex_and_stable():
-    script, package_dir = PROJECT_ROOT / "scripts" / "gather.py", PROJECT_ROOT / "src" / "unit_ablation"
+    script, package_dir = PROJECT_ROOT / "scripts" / "gather.py", PACKAGE_DIR
     first = stage_code_hash(script, package_dir)
     assert first == stage_code_hash(script, package_dir) and len(first) == 16
     int(first, 16)

@@ -12,20 +12,17 @@ import torch.nn.functional as F
 from broden_fixture import IMAGE_SIZE, LABELS, broden_label_maps, write_broden
 from PIL import Image
 
-from unit_ablation.concepts import (
-    ImageConcepts,
+from unit_ablation.analysis.concepts import (
     IoUAccumulator,
     activation_thresholds,
     concept_iou,
-    concept_iou_to_file,
     concept_tables,
-    load_concepts,
-    load_image,
     prepare_images,
-    primary_category,
-    read_broden,
 )
-from unit_ablation.models import build_model, save_checkpoint
+from unit_ablation.data.broden import ImageConcepts, load_concepts, load_image, primary_category, read_broden
+from unit_ablation.models.checkpoint import save_checkpoint
+from unit_ablation.models.fashion_alexnet import build_model
+from unit_ablation.stages.concept_iou import concept_iou_to_file
 
 
 @pytest.fixture
@@ -282,7 +279,8 @@ def test_rotated_basis_changes_the_units(broden):
 
 
 def test_rotated_concept_iou_follows_the_orientation_not_the_drawn_sign(broden, monkeypatch):
-    from unit_ablation import basis, concepts
+    from unit_ablation.analysis import concepts
+    from unit_ablation.engine import basis
 
     torch.manual_seed(0)
     model = build_model(width=0.25).eval()

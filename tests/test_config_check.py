@@ -14,9 +14,9 @@ import pytest
 import yaml
 from workflow_runs import PROJECT_ROOT, TINY_CONFIG, snakemake
 
-from unit_ablation.config_check import ConfigError, check_config
-from unit_ablation.config_schema import describe, load_schema
-from unit_ablation.zoo_layers import ARCH_LAYERS
+from unit_ablation.spec.zoo_layers import ARCH_LAYERS
+from unit_ablation.workflow.config_check import ConfigError, check_config
+from unit_ablation.workflow.config_schema import describe, load_schema
 
 SCHEMA_PATH = PROJECT_ROOT / "schemas" / "config.schema.yaml"
 SCHEMA = load_schema(SCHEMA_PATH)
@@ -682,7 +682,7 @@ def test_shipped_configs_pass(tmp_path, monkeypatch, path):
 def test_module_imports_neither_torch_nor_snakemake(tmp_path):
     config = flat_study(tmp_path)
     code = (
-        "import sys, yaml; from unit_ablation.config_check import check_config;"
+        "import sys, yaml; from unit_ablation.workflow.config_check import check_config;"
         f"check_config(yaml.safe_load(open({str(tmp_path / 'c.yaml')!r})), {str(SCHEMA_PATH)!r});"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'snakemake'));"
         "assert not bad, bad"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from unit_ablation.correlation import UNIT_ATTRIBUTES, correlate, layer_correlations
+from unit_ablation.analysis.correlation import UNIT_ATTRIBUTES, correlate, layer_correlations
 
 
 def test_monotone_and_constant_relations():
@@ -102,7 +102,7 @@ def test_dead_units_leave_the_unit_correlations_and_stay_in_the_sensitivity_rows
 
 
 def test_concept_iou_joins_the_unit_attributes_when_configured(tmp_path):
-    from unit_ablation.correlation import correlate_to_file
+    from unit_ablation.analysis.correlation import correlate_to_file
 
     rng = np.random.default_rng(7)
     units, classes = 12, ["a", "b", "c"]

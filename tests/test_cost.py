@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from unit_ablation import cost
-from unit_ablation.ablation import ablate_units
-from unit_ablation.architecture import CONV_LAYERS, layer_units
-from unit_ablation.basis import basis_matrix
-from unit_ablation.layers import parse_layer_spec
-from unit_ablation.models import FashionAlexNet, build_model
+from unit_ablation.engine.basis import basis_matrix
+from unit_ablation.engine.driver import ablate_units
+from unit_ablation.models.fashion_alexnet import FashionAlexNet, build_model
+from unit_ablation.spec import cost
+from unit_ablation.spec.architecture import CONV_LAYERS, layer_units
+from unit_ablation.spec.layer_spec import parse_layer_spec
 
 IMAGES = 4
 UNITS = [0, 1]
@@ -194,6 +194,6 @@ def test_units_per_job_validates() -> None:
 
 
 def test_import_does_not_load_torch() -> None:
-    code = "import sys, unit_ablation.cost; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, unit_ablation.spec.cost; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

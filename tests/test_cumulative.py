@@ -6,8 +6,7 @@ import pytest
 import torch
 from conftest import synthetic_images
 
-from unit_ablation.ablation import ablate_naive
-from unit_ablation.cumulative import (
+from unit_ablation.analysis.cumulative import (
     choose_classes,
     cumulative_table,
     ranked_units,
@@ -15,7 +14,8 @@ from unit_ablation.cumulative import (
     unit_counts,
     unit_sets,
 )
-from unit_ablation.models import resolve_layer
+from unit_ablation.engine.graph_split import resolve_layer
+from unit_ablation.engine.naive import ablate_naive
 
 
 def class_damage_table() -> pd.DataFrame:

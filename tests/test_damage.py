@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from unit_ablation.damage import (
+from unit_ablation.analysis.damage import (
     CHUNK_SHAPES,
     balanced_class_accuracy,
     benjamini_hochberg,
@@ -17,8 +17,8 @@ from unit_ablation.damage import (
     top_k,
     unit_table,
 )
-from unit_ablation.halves import evaluation_halves
-from unit_ablation.io import write_tsv
+from unit_ablation.data.halves import evaluation_halves
+from unit_ablation.files.writing import write_tsv
 
 CLASSES = ["a", "b", "c"]
 

@@ -3,13 +3,9 @@ import gzip
 import numpy as np
 import pytest
 
-from unit_ablation.data import (
-    FASHION_MNIST_CLASSES,
-    load_dataset,
-    make_splits,
-    prepare_fashion_mnist,
-    read_idx,
-)
+from unit_ablation.data.fashion_mnist import make_splits, prepare_fashion_mnist, read_idx
+from unit_ablation.data.loading import load_dataset
+from unit_ablation.spec.fashion_mnist import FASHION_MNIST_CLASSES
 
 
 def test_read_idx_round_trip(idx_folder):
@@ -64,7 +60,7 @@ def test_missing_idx_file_is_named_and_nothing_written(idx_folder, tmp_path):
 
 
 def test_class_names_are_read_without_the_images(tmp_path):
-    from unit_ablation.data import load_class_names
+    from unit_ablation.data.loading import load_class_names
 
     path = tmp_path / "prepared.npz"
     np.savez(path, class_names=np.array(["a", "b"]))  # no image arrays: only the names are read

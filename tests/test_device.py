@@ -1,4 +1,4 @@
-"""Device and precision settings (the CUDA paths themselves need a GPU: see README)."""
+"""Device and precision settings (the CUDA paths themselves need a GPU: docs/running.md, CPU and GPU)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unit_ablation.device import choose_device, image_batches, set_precision
+from unit_ablation.runtime.device import choose_device, image_batches, set_precision
 
 
 @pytest.fixture(autouse=True)
@@ -47,12 +47,12 @@ def test_batches_are_scaled_in_order_and_cover_every_image():
 def test_the_engine_and_the_reference_compute_in_the_precision_asked_for(precision, monkeypatch):
     from conftest import synthetic_images
 
-    from unit_ablation import ablation
-    from unit_ablation.models import build_model
+    from unit_ablation.engine import ablation_engine, driver, naive
+    from unit_ablation.models.fashion_alexnet import build_model
 
     seen = []
-    predictions = ablation.AblationEngine.predictions
-    resolve_layer = ablation.resolve_layer
+    predictions = ablation_engine.AblationEngine.predictions
+    resolve_layer = naive.resolve_layer
 
     def spy_predictions(self, *args):
         seen.append(("engine", torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
@@ -62,12 +62,12 @@ def test_the_engine_and_the_reference_compute_in_the_precision_asked_for(precisi
         seen.append(("naive", torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
         return resolve_layer(*args)
 
-    monkeypatch.setattr(ablation.AblationEngine, "predictions", spy_predictions)
-    monkeypatch.setattr(ablation, "resolve_layer", spy_resolve)
+    monkeypatch.setattr(ablation_engine.AblationEngine, "predictions", spy_predictions)
+    monkeypatch.setattr(naive, "resolve_layer", spy_resolve)
     set_precision("exact" if precision == "fast" else "fast")  # the opposite, left by an earlier stage
     model = build_model(width=0.25).eval()
     images, labels = synthetic_images(8, seed=3)
-    ablation.ablate_units(model, "conv5", images, labels, [0, 1], 10, precision=precision, batch_size=4)
-    ablation.ablate_naive(model, "conv5", images, labels, [0], 10, precision=precision)
+    driver.ablate_units(model, "conv5", images, labels, [0, 1], 10, precision=precision, batch_size=4)
+    naive.ablate_naive(model, "conv5", images, labels, [0], 10, precision=precision)
     tf32 = precision == "fast"
     assert seen == [("engine", tf32, tf32)] * 2 + [("naive", tf32, tf32)]

@@ -11,10 +11,12 @@ import torchvision
 from conftest import synthetic_images
 from torch import nn
 
-from unit_ablation.ablation import HALF_ARRAYS, ablate_naive, ablate_units, count_changes
-from unit_ablation.basis import random_rotation
-from unit_ablation.engine import AblationEngine
-from unit_ablation.graph_split import run_trunk, split_model
+from unit_ablation.engine.ablation_engine import AblationEngine
+from unit_ablation.engine.basis import random_rotation
+from unit_ablation.engine.counts import HALF_ARRAYS, count_changes
+from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.graph_split import run_trunk, split_model
+from unit_ablation.engine.naive import ablate_naive
 
 
 class GrayToRGB(nn.Module):
@@ -221,15 +223,15 @@ def test_memory_budget_sets_the_copies_per_pass_and_oom_halves_them(small_model,
 
 
 def test_fast_max_pool_is_exactly_max_pool():
-    from unit_ablation.graph_split import max_pool_2x2
+    from unit_ablation.engine.graph_split import max_pool_2x2
 
     x = torch.randn(3, 4, 7, 9)
     assert torch.equal(max_pool_2x2(x), nn.functional.max_pool2d(x, 2))
 
 
 def test_benchmark_runs_and_reports_every_key(idx_folder, tmp_path):
-    from unit_ablation.bench import main
-    from unit_ablation.data import prepare_fashion_mnist
+    from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
+    from unit_ablation.tools.bench import main
 
     prepare_fashion_mnist(idx_folder, tmp_path / "d.npz", heldout_size=50, seed=0)
     out = tmp_path / "bench.json"
@@ -251,7 +253,7 @@ def test_out_of_memory_in_the_trunk_halves_the_image_batch_and_the_counts_stay_e
 ):
     import logging
 
-    from unit_ablation import engine as engine_module
+    from unit_ablation.engine import ablation_engine as engine_module
 
     images, labels = synthetic_images(70, seed=36)
     units = list(range(small_model.unit_count("conv5")))

@@ -1,6 +1,7 @@
 import pytest
 
-from unit_ablation.fetch_data import IDX_NAMES, DataUnavailable, fetch_fashion_mnist
+from unit_ablation.data.fetch import DataUnavailable, fetch_fashion_mnist
+from unit_ablation.spec.fashion_mnist import IDX_NAMES
 
 
 def test_existing_files_are_used_without_installing(tmp_path):

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from unit_ablation.fetch_weights import expected_hash_prefix, fetch_weights, main, mirrored, weights_url
+from unit_ablation.models.fetch_weights import (
+    expected_hash_prefix,
+    fetch_weights,
+    main,
+    mirrored,
+    weights_url,
+)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from unit_ablation.halves import evaluation_halves
+from unit_ablation.data.halves import evaluation_halves
 
 
 def test_images_of_each_class_alternate_halves_in_their_order():

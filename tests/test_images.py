@@ -13,15 +13,10 @@ import torch
 from PIL import Image, ImageFile
 from torchvision import datasets, transforms
 
-from unit_ablation.data import Dataset, to_float
-from unit_ablation.images import (
-    ImageList,
-    decode_to_cache,
-    image_dataset,
-    load_image_cache,
-    read_flat_layout,
-    read_image_folder,
-)
+from unit_ablation.data.dataset import Dataset, to_float
+from unit_ablation.data.image_cache import image_dataset, load_image_cache
+from unit_ablation.data.image_decode import decode_to_cache
+from unit_ablation.data.image_files import ImageList, read_flat_layout, read_image_folder
 
 
 def make_image(
@@ -255,7 +250,7 @@ def varied(tmp_path) -> ImageList:
 
 
 def test_decode_matches_torchvision_pixel_for_pixel(varied, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="unit_ablation.images")
+    caplog.set_level(logging.INFO, logger="unit_ablation.data.image_decode")
     output = decode_to_cache(varied, tmp_path / "cache", resize=20, crop=16)
     assert output == tmp_path / "cache"
     images, labels, names = load_image_cache(output)
@@ -399,7 +394,7 @@ def test_image_dataset_from_caches(varied, tmp_path):
 def test_dead_worker_fails_the_decode_instead_of_hanging(varied, tmp_path, monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
-    import unit_ablation.images as images_module
+    import unit_ablation.data.image_decode as images_module
 
     real = images_module.decode_image
 

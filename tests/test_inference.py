@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from unit_ablation.inference import (
+from unit_ablation.analysis.inference import (
     binomial_drop_interval,
     fisher_combined_p,
     hodges_lehmann,

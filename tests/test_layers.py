@@ -2,7 +2,7 @@
 
 import pytest
 
-from unit_ablation.layers import LayerSpec, parse_layer_spec
+from unit_ablation.spec.layer_spec import LayerSpec, parse_layer_spec
 
 
 @pytest.mark.parametrize(

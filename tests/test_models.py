@@ -3,8 +3,10 @@ import copy
 import pytest
 import torch
 
-from unit_ablation.architecture import CONV_LAYERS, layer_units
-from unit_ablation.models import build_model, load_checkpoint, load_model, resolve_layer, save_checkpoint
+from unit_ablation.engine.graph_split import resolve_layer
+from unit_ablation.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from unit_ablation.models.fashion_alexnet import build_model
+from unit_ablation.spec.architecture import CONV_LAYERS, layer_units
 
 VARIANTS = {"baseline": (0.5, False), "nodropout": (0.0, False), "bn": (0.5, True)}
 

@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from claim_tables import network_tables  # noqa: E402
 
-from unit_ablation.network_stats import (  # noqa: E402
+from unit_ablation.analysis.network_stats import (  # noqa: E402
     NetworkOptions,
     active_units,
     class_drop_prediction,

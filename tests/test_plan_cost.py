@@ -7,10 +7,10 @@ import pytest
 import torch
 from torchvision.models import get_model
 
-from unit_ablation import cost
-from unit_ablation.ablation import ablate_units
-from unit_ablation.models import build_model
-from unit_ablation.plan_cost import PlanCost, plan_costs
+from unit_ablation.engine.driver import ablate_units
+from unit_ablation.models.fashion_alexnet import build_model
+from unit_ablation.spec import cost
+from unit_ablation.tools.plan_cost import PlanCost, plan_costs
 
 
 @pytest.mark.parametrize("layer", ["conv3", "conv5"])
@@ -51,8 +51,8 @@ def test_study_flops_count_the_trunk_once_per_job():
     ("arch", "layer", "rotated"), [("alexnet", "conv5", False), ("resnet18", "layer4", True)]
 )
 def test_measured_rate_divides_the_engines_flops_by_the_time(arch, layer, rotated):
-    from unit_ablation.paper_rate import measure_case
-    from unit_ablation.zoo import TorchvisionClassifier
+    from unit_ablation.models.torchvision_classifier import TorchvisionClassifier
+    from unit_ablation.tools.paper_rate import measure_case
 
     row = measure_case(arch, layer, rotated, images=6, units=3, size=64, device="cpu", batch_size=4)
     model = TorchvisionClassifier(arch).eval()

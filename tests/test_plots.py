@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unit_ablation import plots
-from unit_ablation.agreement import layer_agreement
-from unit_ablation.correlation import UNIT_ATTRIBUTES, UNIT_DAMAGE, layer_correlations
-from unit_ablation.data import FASHION_MNIST_CLASSES
-from unit_ablation.io import write_tsv
+from unit_ablation.analysis.agreement import layer_agreement
+from unit_ablation.analysis.correlation import UNIT_ATTRIBUTES, UNIT_DAMAGE, layer_correlations
+from unit_ablation.files.writing import write_tsv
+from unit_ablation.report import layer_figures, study_figures, style, unit_figures
+from unit_ablation.spec.fashion_mnist import FASHION_MNIST_CLASSES
 
 CLASSES = FASHION_MNIST_CLASSES
 MODELS = ("fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0")
@@ -191,13 +191,14 @@ def assert_written(outputs: list[Path], alone: bool = True) -> None:
 def captured(monkeypatch) -> list:
     """Figures passed to save_figure (saved as usual), to inspect their axes."""
     figures = []
-    real = plots.save_figure
+    real = style.save_figure
 
     def capture(figure, outputs, dpi=120):
         figures.append(figure)
         real(figure, outputs, dpi)
 
-    monkeypatch.setattr(plots, "save_figure", capture)
+    for module in (unit_figures, layer_figures, study_figures):
+        monkeypatch.setattr(module, "save_figure", capture)
     return figures
 
 
@@ -213,12 +214,12 @@ def draw_figures(
     names = MULTI_ENTRY + (PER_LAYER if per_layer else ())
     outputs = {name: figure_outputs(folder / name, name) for name in names}
     model, spec = pairs[0]
-    plots.overview_figure(pairs, [paths["units"][p] for p in pairs], outputs["overview"], dpi=50)
+    unit_figures.overview_figure(pairs, [paths["units"][p] for p in pairs], outputs["overview"], dpi=50)
     specs = [s for m, s in pairs if m == model]
-    plots.sorted_units_figure(
+    unit_figures.sorted_units_figure(
         specs, [paths["units"][model, s] for s in specs], outputs["sorted"], title=model, dpi=50
     )
-    plots.comparison_figure(
+    study_figures.comparison_figure(
         [(m, VARIANTS[m], s) for m, s in pairs],
         [paths["units"][p] for p in pairs],
         [paths["attributes"][p] for p in pairs],
@@ -226,11 +227,12 @@ def draw_figures(
         outputs["comparison"],
         dpi=50,
     )
-    plots.agreement_figure(pairs, [paths["agreement"][m] for m, _ in pairs], outputs["agreement"], dpi=50)
+    agreement = [paths["agreement"][m] for m, _ in pairs]
+    study_figures.agreement_figure(pairs, agreement, outputs["agreement"], dpi=50)
     cumulative = [p for p in paths["cumulative"] if (p.parent.name, p.name.split(".cumulative")[0]) in pairs]
-    plots.cumulative_figure(cumulative, outputs["cumulative"], dpi=50)
+    study_figures.cumulative_figure(cumulative, outputs["cumulative"], dpi=50)
     if per_layer:
-        plots.layer_figures(
+        layer_figures.layer_figures(
             paths["attributes"][model, spec],
             paths["units"][model, spec],
             paths["classes"][model, spec],
@@ -277,7 +279,7 @@ def test_save_figure_writes_every_suffix_and_closes(tmp_path):
     figure, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
     outputs = [tmp_path / "a.png", tmp_path / "a.pdf", tmp_path / "a.svg"]
-    plots.save_figure(figure, outputs, dpi=40)
+    style.save_figure(figure, outputs, dpi=40)
     assert outputs[2].read_text().lstrip().startswith("<?xml")
     assert_written(outputs[:2], alone=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf", "a.png", "a.svg"]
@@ -285,7 +287,7 @@ def test_save_figure_writes_every_suffix_and_closes(tmp_path):
     first = outputs[1].read_bytes()
     figure, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
-    plots.save_figure(figure, outputs[1:2], dpi=40)
+    style.save_figure(figure, outputs[1:2], dpi=40)
     assert outputs[1].read_bytes() == first  # no creation date: same figure, same bytes
 
 
@@ -294,17 +296,17 @@ def test_save_figure_rejects_unknown_formats_and_writes_nothing(tmp_path):
 
     figure = plt.figure()
     with pytest.raises(ValueError, match="unsupported"):
-        plots.save_figure(figure, [tmp_path / "a.png", tmp_path / "a.docx"], dpi=40)
+        style.save_figure(figure, [tmp_path / "a.png", tmp_path / "a.docx"], dpi=40)
     with pytest.raises(ValueError, match="no output"):
-        plots.save_figure(plt.figure(), [], dpi=40)
+        style.save_figure(plt.figure(), [], dpi=40)
     assert list(tmp_path.iterdir()) == []
     assert not plt.fignum_exists(figure.number)
 
 
 def test_format_rho():
-    assert plots.format_rho(0.3149, 0.1234, 0.4811) == "rho = 0.31 [0.12, 0.48]"
-    assert plots.format_rho(-0.5, math.nan, 0.2) == "rho = -0.50"
-    assert plots.format_rho(math.nan, 0.1, 0.2) == "rho undefined"
+    assert style.format_rho(0.3149, 0.1234, 0.4811) == "rho = 0.31 [0.12, 0.48]"
+    assert style.format_rho(-0.5, math.nan, 0.2) == "rho = -0.50"
+    assert style.format_rho(math.nan, 0.1, 0.2) == "rho undefined"
 
 
 def test_attribute_panel_titles_show_rho_and_ci_from_the_table(study, tmp_path, captured):
@@ -321,7 +323,7 @@ def test_attribute_panel_titles_show_rho_and_ci_from_the_table(study, tmp_path, 
     correlation.loc[correlation.layer_spec != spec, ["spearman_rho"]] = 0.99
     write_tsv(correlation, tmp_path / "correlation.tsv")
     outputs = figure_outputs(tmp_path / "figures", "attributes")
-    plots.attribute_figure(
+    layer_figures.attribute_figure(
         study["attributes"][model, spec],
         study["units"][model, spec],
         tmp_path / "correlation.tsv",
@@ -350,13 +352,15 @@ def test_attribute_panel_titles_show_rho_and_ci_from_the_table(study, tmp_path, 
 def test_missing_correlation_rows_are_recomputed_without_ci():
     data = pd.DataFrame({"class_selectivity": [1.0, 2, 3, 4], "overall_drop": [1.0, 3, 2, 5]})
     empty = pd.DataFrame(columns=["layer_spec", "level", "attribute", "damage", "spearman_rho"])
-    titles = plots.attribute_panel_titles(empty, "conv5", data, ["class_selectivity"], ["overall_drop"])
+    titles = layer_figures.attribute_panel_titles(
+        empty, "conv5", data, ["class_selectivity"], ["overall_drop"]
+    )
     assert titles == {("class_selectivity", "overall_drop"): "rho = 0.80"}
 
 
 def test_sort_units_is_descending_with_nan_last():
     table = pd.DataFrame({"unit": [0, 1, 2, 3, 4], "max_class_drop": [1.0, np.nan, 5.0, -2.0, 5.0]})
-    ordered = plots.sort_units(table)
+    ordered = style.sort_units(table)
     assert ordered.unit.tolist() == [2, 4, 0, 3, 1]
     assert ordered["rank"].tolist() == [1, 2, 3, 4, 5]
     assert table.unit.tolist() == [0, 1, 2, 3, 4]  # input untouched
@@ -364,7 +368,7 @@ def test_sort_units_is_descending_with_nan_last():
 
 def test_sorted_units_bars_follow_the_sorted_order(study, tmp_path, captured):
     model = MODELS[0]
-    plots.sorted_units_figure(
+    unit_figures.sorted_units_figure(
         [SPECS[0]], [study["units"][model, SPECS[0]]], figure_outputs(tmp_path, "s"), title="t", dpi=40
     )
     heights = [patch.get_height() for patch in captured[0].axes[0].patches]
@@ -373,7 +377,7 @@ def test_sorted_units_bars_follow_the_sorted_order(study, tmp_path, captured):
 
 
 def test_spec_grid_rows_are_layers_and_columns_bases():
-    layers, bases, positions = plots.spec_grid(["conv5@rot1", "conv4", "conv5", "conv4@rot0", "conv5@rot0"])
+    layers, bases, positions = style.spec_grid(["conv5@rot1", "conv4", "conv5", "conv4@rot0", "conv5@rot0"])
     assert layers == ["conv5", "conv4"]
     assert bases == ["canonical", "rot0", "rot1"]
     assert positions["conv4@rot0"] == (1, 1) and positions["conv5@rot1"] == (0, 2)
@@ -381,7 +385,8 @@ def test_spec_grid_rows_are_layers_and_columns_bases():
 
 def test_overview_panels_form_the_grid(study, tmp_path, captured):
     pairs = [(MODELS[0], "conv5@rot0"), (MODELS[1], "conv5"), (MODELS[0], "conv5")]
-    plots.overview_figure(pairs, [study["units"][p] for p in pairs], figure_outputs(tmp_path, "o"), dpi=40)
+    units = [study["units"][p] for p in pairs]
+    unit_figures.overview_figure(pairs, units, figure_outputs(tmp_path, "o"), dpi=40)
     titles = [ax.get_title() for ax in captured[0].axes if ax.get_visible()]
     assert titles == ["conv5 (canonical)", "conv5 (rot0)"]
     canonical = captured[0].axes[0]
@@ -391,12 +396,13 @@ def test_overview_panels_form_the_grid(study, tmp_path, captured):
 def test_heatmap_has_class_names_and_stars_on_hurt_cells(study, tmp_path, captured):
     model, spec = MODELS[0], SPECS[0]
     outputs = figure_outputs(tmp_path / "figures", "h")
-    plots.heatmap_figure(study["classes"][model, spec], study["units"][model, spec], outputs, "t", 4, dpi=40)
+    classes, units = study["classes"][model, spec], study["units"][model, spec]
+    layer_figures.heatmap_figure(classes, units, outputs, "t", 4, dpi=40)
     assert_written(outputs)
     ax = captured[0].axes[0]
     assert [label.get_text() for label in ax.get_xticklabels()] == list(CLASSES)
     classes = pd.read_csv(study["classes"][model, spec], sep="\t")
-    top = plots.sort_units(pd.read_csv(study["units"][model, spec], sep="\t")).unit[:4]
+    top = style.sort_units(pd.read_csv(study["units"][model, spec], sep="\t")).unit[:4]
     expected = int(classes[classes.unit.isin(top)].hurt.sum())
     assert len(ax.collections[0].get_offsets()) == expected > 0
 
@@ -408,7 +414,7 @@ def test_comparison_groups_pool_seeds_and_rotations():
         ("fmnist-alexnet-baseline-s1", "baseline", "conv5@rot1"),
         ("fmnist-alexnet-baseline-s1", "baseline", "conv5"),
     ]
-    keys, labels = plots.comparison_groups(entries)
+    keys, labels = study_figures.comparison_groups(entries)
     assert keys == [
         ("fmnist-alexnet-bn", "rotated"),
         ("fmnist-alexnet-baseline", "canonical"),
@@ -419,7 +425,7 @@ def test_comparison_groups_pool_seeds_and_rotations():
 
 def test_cumulative_curves_average_draws():
     table = cumulative_table("m", "conv5", 0)
-    curves = plots.cumulative_curves(table[table["class"] == CLASSES[0]])
+    curves = study_figures.cumulative_curves(table[table["class"] == CLASSES[0]])
     random = table[(table["class"] == CLASSES[0]) & (table.order == "random") & (table.k == 4)]
     row = curves["random"].set_index("k").loc[4]
     assert row.class_accuracy_mean == pytest.approx(random.class_accuracy.mean())

@@ -127,7 +127,7 @@ def test_whole_workflow_runs_on_torchvision_models(pretrained_run):
 
 
 def test_weights_file_was_loaded_not_random(pretrained_run, assets):
-    from unit_ablation.models import load_model
+    from unit_ablation.models.checkpoint import load_model
 
     model = load_model(pretrained_run / "results" / "models" / "alexnet-places.pt")
     saved = torch.load(assets / "alexnet_places365.pth.tar", weights_only=True)["state_dict"]

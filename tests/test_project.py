@@ -44,7 +44,7 @@ def test_parse_time_code_imports_no_torch():
         sys.executable,
         "-c",
         "import sys; sys.path.insert(0, 'src'); "
-        "import unit_ablation.architecture, unit_ablation.layers, unit_ablation.fetch_data; "
+        "import unit_ablation.spec.architecture, unit_ablation.spec.layer_spec, unit_ablation.data.fetch; "
         "print('torch' in sys.modules)",
     )
     assert result.stdout.strip() == "False"
@@ -59,9 +59,13 @@ def pins(text: str, separator: str) -> dict[str, str]:
 def test_conda_envs_pin_what_requirements_pin(env):
     required = pins((PROJECT_ROOT / "requirements.txt").read_text(), "==")
     conda_names = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
-    for name, version in pins(env.read_text(), "=").items():
+    env_pins = pins(env.read_text(), "=")
+    assert "python" in env_pins, f"{env.name}: no packages read"
+    for name, version in env_pins.items():
         name = conda_names.get(name, name)
-        if name in required:
-            assert required[name] == version, (
-                f"{env.name}: {name}={version}, requirements.txt has {required[name]}"
-            )
+        if name == "python":
+            continue
+        assert name in required, f"{env.name}: {name} is not pinned in requirements.txt"
+        assert required[name] == version, (
+            f"{env.name}: {name}={version}, requirements.txt has {required[name]}"
+        )

@@ -176,19 +176,20 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def test_comment_edits_in_scripts_and_library_plan_nothing(tiny_run, workflow_copy):
     edit(workflow_copy / "scripts" / "ablate.py", "import sys\n", "import sys  # edited comment\n\n")
-    edit(workflow_copy / "src" / "unit_ablation" / "engine.py", "import time\n", "import time  # edited\n")
+    engine = workflow_copy / "src" / "unit_ablation" / "engine" / "ablation_engine.py"
+    edit(engine, "import time\n", "import time  # edited\n")
     assert dry_run(tiny_run, snakefile=workflow_copy / "Snakefile") == set()
 
 
 def test_editing_the_plotting_module_reruns_only_the_plots(tiny_run, workflow_copy):
-    plots = workflow_copy / "src" / "unit_ablation" / "plots.py"
+    plots = workflow_copy / "src" / "unit_ablation" / "report" / "plots.py"
     plots.write_text(plots.read_text() + "\nEDITED = True\n")
     planned = dry_run(tiny_run, snakefile=workflow_copy / "Snakefile")
     assert planned == of_rules(every_job(tiny_run), PLOTS)
 
 
 def test_editing_the_engine_reruns_ablation_and_downstream_only(tiny_run, workflow_copy):
-    engine = workflow_copy / "src" / "unit_ablation" / "engine.py"
+    engine = workflow_copy / "src" / "unit_ablation" / "engine" / "ablation_engine.py"
     engine.write_text(engine.read_text() + "\nEDITED = True\n")
     everything = every_job(tiny_run)
     planned = dry_run(tiny_run, snakefile=workflow_copy / "Snakefile")

@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 from conftest import PROJECT_ROOT, synthetic_images
 
-from unit_ablation import ablation
-from unit_ablation.ablation import HALF_ARRAYS, ablate_chunk_to_file, ablate_units
-from unit_ablation.damage import load_chunk
-from unit_ablation.data import prepare_fashion_mnist
-from unit_ablation.models import save_checkpoint
-from unit_ablation.resume import PartialCounts, ProgressSaver, load_progress, progress_path
+from unit_ablation.analysis.damage import load_chunk
+from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
+from unit_ablation.engine import ablation_engine
+from unit_ablation.engine.counts import HALF_ARRAYS
+from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.resume import PartialCounts, ProgressSaver, load_progress, progress_path
+from unit_ablation.models.checkpoint import save_checkpoint
+from unit_ablation.stages.ablate import ablate_chunk_to_file
 
 ARRAYS = ("units", "broken", "fixed", "n", "correct", *HALF_ARRAYS)
 
@@ -64,8 +66,8 @@ CHUNK = dict(layer="conv5", units=list(range(8)), batch_size=5, units_per_pass=4
 KILLED_JOB = """
 import sys, time
 sys.path.insert(0, {src!r})
-from unit_ablation import resume
-from unit_ablation.ablation import ablate_chunk_to_file
+from unit_ablation.engine import resume
+from unit_ablation.stages.ablate import ablate_chunk_to_file
 save = resume.ProgressSaver.save
 def slow_save(self, partial):
     save(self, partial)
@@ -107,13 +109,13 @@ def test_a_killed_job_resumes_from_its_last_saved_images_with_identical_counts(
     assert 20 <= saved < 100
 
     seen = []
-    predictions = ablation.AblationEngine.predictions
+    predictions = ablation_engine.AblationEngine.predictions
 
     def counting_predictions(self, x, *args):
         seen.append(len(x))
         return predictions(self, x, *args)
 
-    monkeypatch.setattr(ablation.AblationEngine, "predictions", counting_predictions)
+    monkeypatch.setattr(ablation_engine.AblationEngine, "predictions", counting_predictions)
     with caplog.at_level(logging.INFO, logger="unit_ablation"):
         ablate_chunk_to_file(model_path, dataset_path, output, **CHUNK)
     assert f"resuming at image {saved} of 100" in caplog.text

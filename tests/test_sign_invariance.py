@@ -17,19 +17,20 @@ import pandas as pd
 import pytest
 from conftest import synthetic_images
 
-import unit_ablation.activations as activations_module
-from unit_ablation.ablation import ablate_units
-from unit_ablation.activations import extract_to_file, layer_statistics
-from unit_ablation.attributes import (
+import unit_ablation.stages.extract as extract_module
+from unit_ablation.analysis.attributes import (
     attributes_to_files,
     class_means,
     class_selectivity,
     load_activations,
     unit_attributes,
 )
-from unit_ablation.basis import basis_matrix, orient_rotation, random_rotation
-from unit_ablation.data import prepare_fashion_mnist
-from unit_ablation.models import save_checkpoint
+from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
+from unit_ablation.engine.activations import layer_statistics
+from unit_ablation.engine.basis import basis_matrix, orient_rotation, random_rotation
+from unit_ablation.engine.driver import ablate_units
+from unit_ablation.models.checkpoint import save_checkpoint
+from unit_ablation.stages.extract import extract_to_file
 
 # which columns of Q to flip: one, and several (a third of them, spread out)
 FLIPS = {"one": lambda units: [units // 2], "several": lambda units: list(range(0, units, 3))}
@@ -88,7 +89,7 @@ def run_attributes(files, tmp_path, layer, monkeypatch, columns=None):
     name = "flipped" if columns else "drawn"
     if columns:
         monkeypatch.setattr(
-            activations_module, "basis_matrix", lambda dim, seed: flipped(basis_matrix(dim, seed), columns)
+            extract_module, "basis_matrix", lambda dim, seed: flipped(basis_matrix(dim, seed), columns)
         )
     activations = tmp_path / f"{name}.npz"
     extract_to_file(files["model"], files["dataset"], activations, layer, "heldout", batch_size=40)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from conftest import synthetic_images
 
-from unit_ablation.training import TrainConfig, accuracy, train_model
+from unit_ablation.models.training import TrainConfig, accuracy, train_model
 
 
 def test_same_seed_gives_identical_weights_and_learns():

@@ -19,11 +19,12 @@ import pytest
 import torch
 from conftest import PROJECT_ROOT
 
-from unit_ablation.activations import extract_to_file
-from unit_ablation.models import build_model, load_model, save_checkpoint
-from unit_ablation.pretrained import prepare_pretrained_to_file
-from unit_ablation.safe_load import UnsafeCheckpointError, load_torch_file
-from unit_ablation.zoo import TorchvisionClassifier, load_weights
+from unit_ablation.files.safe_load import UnsafeCheckpointError, load_torch_file
+from unit_ablation.models.checkpoint import load_model, save_checkpoint
+from unit_ablation.models.fashion_alexnet import build_model
+from unit_ablation.models.torchvision_classifier import TorchvisionClassifier, load_weights
+from unit_ablation.stages.extract import extract_to_file
+from unit_ablation.stages.prepare_model import prepare_pretrained_to_file
 
 
 class TouchOnUnpickle:
@@ -88,7 +89,7 @@ def test_workflow_checkpoint_with_pickled_code_is_refused(tmp_path, payload, fmt
 
 
 def test_extract_refuses_the_checkpoint_and_writes_nothing(tmp_path, idx_folder):
-    from unit_ablation.data import prepare_fashion_mnist
+    from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
 
     dataset = tmp_path / "data.npz"
     prepare_fashion_mnist(idx_folder, dataset, heldout_size=50, seed=0)
@@ -132,7 +133,7 @@ def test_weights_file_with_pickled_code_is_refused(tmp_path, resnet_state, paylo
 
 
 def test_prepare_model_refuses_the_weights_and_writes_nothing(tmp_path, idx_folder, resnet_state):
-    from unit_ablation.data import prepare_fashion_mnist
+    from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
 
     dataset = tmp_path / "data.npz"
     prepare_fashion_mnist(idx_folder, dataset, heldout_size=50, seed=0)

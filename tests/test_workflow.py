@@ -91,7 +91,7 @@ def test_logs_have_progress_and_nothing_left_to_do(tiny_run):
 
 
 def test_summary_has_a_row_per_claim_from_the_runs_own_tables(tiny_run):
-    from unit_ablation.claims import CLAIMS
+    from unit_ablation.analysis.verdicts import CLAIMS
 
     text = (tiny_run / "results" / "summary.md").read_text()
     claim_rows = [
@@ -109,7 +109,7 @@ def test_summary_has_a_row_per_claim_from_the_runs_own_tables(tiny_run):
 
 
 def test_claims_table_follows_the_contract(tiny_run):
-    from unit_ablation.claims import COLUMNS
+    from unit_ablation.analysis.verdicts import COLUMNS
 
     claims = pd.read_csv(tiny_run / "results" / "claims.tsv", sep="\t", keep_default_na=False, na_values=[""])
     assert list(claims.columns) == COLUMNS
@@ -283,7 +283,7 @@ def test_auto_chunks_follow_the_target_job_runtime(tmp_path, job_minutes, ablate
 
 
 def test_auto_chunks_size_each_layer_by_its_own_cost(tmp_path):
-    from unit_ablation.cost import units_per_job
+    from unit_ablation.spec.cost import units_per_job
 
     gflops, minutes = 1.0, 0.05  # tiny: a few units per job
     counts = dry_run_counts(tmp_path, chunk_size="auto", job_minutes=minutes, gflops=gflops)

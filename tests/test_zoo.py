@@ -15,12 +15,18 @@ import pytest
 import torch
 from torch import nn
 
-from unit_ablation.ablation import ablate_naive, ablate_units
-from unit_ablation.basis import basis_matrix
-from unit_ablation.graph_split import module_path, run_trunk, split_model
-from unit_ablation.models import load_checkpoint, load_model, resolve_layer, save_checkpoint
-from unit_ablation.zoo import TorchvisionClassifier, build_torchvision, layer_aliases, load_weights
-from unit_ablation.zoo_layers import ARCH_LAYERS, layer_units
+from unit_ablation.engine.basis import basis_matrix
+from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.graph_split import module_path, resolve_layer, run_trunk, split_model
+from unit_ablation.engine.naive import ablate_naive
+from unit_ablation.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from unit_ablation.models.torchvision_classifier import (
+    TorchvisionClassifier,
+    build_torchvision,
+    layer_aliases,
+    load_weights,
+)
+from unit_ablation.spec.zoo_layers import ARCH_LAYERS, layer_units
 
 NUM_CLASSES = 7
 FIVE_ARCHS = ("alexnet", "vgg16", "vgg16_bn", "resnet18", "resnet50")
@@ -264,7 +270,7 @@ def test_any_architecture_wraps_and_counts_units_by_a_forward_pass():
 
 
 def test_zoo_layers_imports_without_torch():
-    code = "import sys, unit_ablation.zoo_layers; assert 'torch' not in sys.modules"
+    code = "import sys, unit_ablation.spec.zoo_layers; assert 'torch' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 

@@ -1,0 +1,1 @@
+"""Statistics over ablation results: damage, attributes, correlations, claims."""

@@ -1,0 +1,311 @@
+"""Unit attributes (docs/outputs.md): selectivity, class gap, class correlation, weight norms, activity.
+
+Rotated coordinates are oriented (q_j^T mu >= 0) before any attribute is computed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unit_ablation.files.safe_load import CorruptFileError, check_shapes, load_npz
+from unit_ablation.files.writing import write_tsv
+from unit_ablation.models.checkpoint import check_num_classes, load_model
+from unit_ablation.spec.layer_spec import parse_layer_spec
+
+log = logging.getLogger(__name__)
+
+SELECTIVITY_EPS = 1e-7
+
+
+def class_means(activations: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """mu[u, k]: mean pooled activation of unit u over images of class k (units x classes)."""
+    means = np.zeros((activations.shape[1], num_classes))
+    for k in range(num_classes):
+        members = labels == k
+        if members.any():
+            means[:, k] = activations[members].mean(axis=0)
+    return means
+
+
+def dead_units(activations: np.ndarray) -> np.ndarray:
+    """Units whose pooled activation is identically zero on every image."""
+    return np.all(activations == 0, axis=0)
+
+
+def active_fraction(activations: np.ndarray) -> np.ndarray:
+    """Per unit: the fraction of images whose pooled activation is nonzero (0 for a dead unit).
+
+    Post-ReLU (canonical basis) a spatial mean is nonzero iff the unit fires somewhere in the image;
+    a rotated coordinate is nonzero on almost every image (about 1).
+    """
+    if len(activations) == 0:
+        return np.zeros(activations.shape[1])
+    return (activations != 0).mean(axis=0)
+
+
+def orientation_signs(mean: np.ndarray, rotated: bool) -> np.ndarray:
+    """+1/-1 per unit: -1 where a rotated coordinate's mean over images is negative, else +1.
+
+    `mean` is images x units of spatial means of z = Q^T a; every image has the same positions,
+    so the mean over images of the spatial means is q_j^T mu, mu the layer's mean activation over
+    images and positions. Orienting (z_j -> s_j z_j, q_j -> s_j q_j) makes q_j^T mu >= 0. The
+    canonical basis (`rotated` False) is never flipped; a mean of exactly 0 is not flipped.
+    """
+    if not rotated or len(mean) == 0:
+        return np.ones(mean.shape[1], dtype=np.int64)
+    return np.where(mean.mean(axis=0) < 0, -1, 1).astype(np.int64)
+
+
+def orient_statistics(
+    mean: np.ndarray, maximum: np.ndarray, minimum: np.ndarray, signs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-image (spatial mean, max, min) of the oriented coordinates s_j z_j.
+
+    A flipped coordinate's mean is negated and its max is minus its min (and vice versa).
+    Negation is exact in floating point, so statistics of -z oriented equal those of z.
+    """
+    flip = signs < 0
+    oriented_mean = np.where(flip, -mean, mean)
+    oriented_max = np.where(flip, -minimum, maximum)
+    oriented_min = np.where(flip, -maximum, minimum)
+    return oriented_mean, oriented_max, oriented_min
+
+
+def class_selectivity(mu: np.ndarray, eps: float = SELECTIVITY_EPS) -> tuple[np.ndarray, np.ndarray]:
+    """Morcos et al. selectivity (mu_max - mu_-max) / (mu_max + mu_-max + eps) and the argmax class.
+
+    mu_-max is the mean of the other classes' means. Units with all-zero means get 0.
+    """
+    num_classes = mu.shape[1]
+    top = mu.argmax(axis=1)
+    mu_max = mu.max(axis=1)
+    mu_rest = (mu.sum(axis=1) - mu_max) / max(1, num_classes - 1)
+    denominator = mu_max + mu_rest + eps
+    with np.errstate(divide="ignore", invalid="ignore"):
+        selectivity = np.where(np.all(mu == 0, axis=1), 0.0, (mu_max - mu_rest) / denominator)
+    return selectivity, top
+
+
+def per_class_selectivity(mu: np.ndarray, eps: float = SELECTIVITY_EPS) -> np.ndarray:
+    """SI[u, k] = (mu[u,k] - mu[u,not k]) / (mu[u,k] + mu[u,not k] + eps); 0 for all-zero units."""
+    num_classes = mu.shape[1]
+    rest = (mu.sum(axis=1, keepdims=True) - mu) / max(1, num_classes - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        si = (mu - rest) / (mu + rest + eps)
+    si[np.all(mu == 0, axis=1)] = 0.0
+    return si
+
+
+def class_gap(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Standardised class-mean gap (mu_max - mu_-max) / sigma per unit.
+
+    mu_max is the largest class mean, mu_-max the mean of the other classes' means (as in Morcos's
+    index) and sigma the unit's standard deviation of the pooled activation over the images.
+    Unlike Morcos's index it has no mu_max + mu_-max denominator, so it is well defined on signed
+    (rotated) coordinates. A constant unit (sigma = 0, e.g. dead) gets 0.
+    """
+    num_classes = mu.shape[1]
+    mu_max = mu.max(axis=1)
+    mu_rest = (mu.sum(axis=1) - mu_max) / max(1, num_classes - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sigma > 0, (mu_max - mu_rest) / sigma, 0.0)
+
+
+def per_class_gap(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """gap[u, k] = (mu[u,k] - mu[u,not k]) / sigma[u]; 0 for a constant unit (sigma = 0).
+
+    mu[u,not k] is the mean of the other classes' means (as for SI), sigma[u] the unit's standard
+    deviation of the pooled activation over the images.
+    """
+    num_classes = mu.shape[1]
+    rest = (mu.sum(axis=1, keepdims=True) - mu) / max(1, num_classes - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sigma[:, None] > 0, (mu - rest) / sigma[:, None], 0.0)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits (images x classes), shifted for stability."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def class_correlation(activations: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """corr[u, k]: Pearson correlation over images of unit u's pooled activation and p(class k).
+
+    A constant unit (or class probability) has no defined correlation and gets 0.
+    """
+    a = activations - activations.mean(axis=0)
+    p = probabilities - probabilities.mean(axis=0)
+    covariance = a.T @ p
+    norms = np.outer(np.sqrt((a**2).sum(axis=0)), np.sqrt((p**2).sum(axis=0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.where(norms > 0, covariance / norms, 0.0)
+    return corr
+
+
+def incoming_l1(weight: np.ndarray, rotation: np.ndarray | None = None) -> np.ndarray:
+    """L1 norm of the filter producing each unit; weight is (units, ...). Rotated: filters of Q^T W."""
+    w = weight.reshape(weight.shape[0], -1)
+    if rotation is not None:
+        w = rotation.T @ w
+    return np.abs(w).sum(axis=1)
+
+
+def outgoing_l1(weight: np.ndarray, rotation: np.ndarray | None = None) -> np.ndarray:
+    """L1 norm of the next mixing layer's weights reading each unit; weight is (out, units, positions)."""
+    w = np.moveaxis(weight, 1, 0).reshape(weight.shape[1], -1)
+    if rotation is not None:
+        w = rotation.T @ w
+    return np.abs(w).sum(axis=1)
+
+
+def unit_attributes(
+    mean: np.ndarray,
+    maximum: np.ndarray,
+    zero_fraction: np.ndarray,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    weight_in: np.ndarray,
+    weight_out: np.ndarray,
+    rotation: np.ndarray | None = None,
+    minimum: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-unit table and per-(unit, class) table of attributes from pooled activations.
+
+    `mean`, `maximum`, `minimum`, `zero_fraction`: images x units spatial statistics of z = Q^T a
+    (the canonical basis when `rotation` is None). In a rotated basis every coordinate is first
+    oriented (`orientation_signs`: q_j^T mu >= 0), so no attribute depends on the arbitrary sign
+    of q_j; the applied sign is the `orientation` column (+1 throughout the canonical basis).
+    `minimum` is needed in a rotated basis (a flipped coordinate's max is minus its min).
+    """
+    rotated = rotation is not None
+    signs = orientation_signs(mean, rotated)
+    if rotated:
+        if minimum is None:
+            raise ValueError("a rotated basis needs the per-image spatial minimum to orient its coordinates")
+        mean, maximum, _ = orient_statistics(mean, maximum, minimum, signs)
+    num_classes = len(class_names)
+    mu = class_means(mean, labels, num_classes)
+    sigma = mean.std(axis=0)
+    selectivity, top_class = class_selectivity(mu)
+    si = per_class_selectivity(mu)
+    corr = class_correlation(mean, softmax(logits))
+    units = np.arange(mean.shape[1])
+    per_unit = pd.DataFrame(
+        {
+            "unit": units,
+            "orientation": signs,
+            "dead": dead_units(mean),
+            "active_fraction": active_fraction(mean),
+            "class_selectivity": selectivity,
+            "class_gap": class_gap(mu, sigma),
+            "most_selective_class": [class_names[k] for k in top_class],
+            "class_correlation": corr.max(axis=1),
+            "class_correlation_class": [class_names[k] for k in corr.argmax(axis=1)],
+            "l1_in": incoming_l1(weight_in, rotation),
+            "l1_out": outgoing_l1(weight_out, rotation),
+            "activation_mean": mean.mean(axis=0),
+            "activation_std": sigma,
+            "activation_sparsity": zero_fraction.mean(axis=0),
+            "activation_max": maximum.max(axis=0),
+        }
+    )
+    for k in range(num_classes):
+        per_unit[f"mean_class_{k}"] = mu[:, k]
+    per_class = pd.DataFrame(
+        {
+            "unit": np.repeat(units, num_classes),
+            "class": np.tile(np.array(class_names, dtype=object), len(units)),
+            "class_index": np.tile(np.arange(num_classes), len(units)),
+            "class_mean": mu.ravel(),
+            "class_selectivity": si.ravel(),
+            "class_gap": per_class_gap(mu, sigma).ravel(),
+            "class_correlation": corr.ravel(),
+        }
+    )
+    return per_unit, per_class
+
+
+ACTIVATION_SHAPES: dict[str, tuple[str, ...]] = {
+    **{
+        f"{prefix}_{key}": (f"{prefix}_images", "units")
+        for prefix in ("eval", "attr")
+        for key in ("mean", "max", "min", "zero_fraction")
+    },
+    "eval_logits": ("eval_images", "classes"),
+    "attr_logits": ("attr_images", "classes"),
+    "eval_labels": ("eval_images",),
+    "attr_labels": ("attr_images",),
+    "class_names": ("classes",),
+    "rotation": ("units", "units"),
+}
+
+
+def load_activations(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays `activations.extract_to_file` writes, with their keys, shapes and labels checked.
+
+    Raises CorruptFileError naming the file when it is missing, truncated, corrupt, lacks an
+    array or holds arrays of inconsistent shapes.
+    """
+    required = [key for key in ACTIVATION_SHAPES if key != "rotation"]
+    data = load_npz(path, required, optional=["rotation"], what="activations file")
+    sizes = check_shapes(path, data, ACTIVATION_SHAPES, "activations file")
+    for prefix in ("eval", "attr"):
+        labels = data[f"{prefix}_labels"]
+        if labels.dtype.kind not in "iu" or (
+            len(labels) and not 0 <= labels.min() <= labels.max() < sizes["classes"]
+        ):
+            raise CorruptFileError(
+                f"{path}: activations file array '{prefix}_labels' ({labels.dtype}) does not hold "
+                f"class indices 0..{sizes['classes'] - 1}"
+            )
+    return data
+
+
+def attributes_to_files(
+    activations_path: str | Path,
+    model_path: str | Path,
+    units_output: str | Path,
+    classes_output: str | Path,
+    layer: str,
+) -> None:
+    """Compute the attribute tables of one (model, layer spec) from its extracted activations."""
+    spec = parse_layer_spec(layer)
+    model = load_model(model_path)
+    data = load_activations(activations_path)
+    units = model.unit_count(spec.layer)
+    if data["attr_mean"].shape[1] != units:
+        raise CorruptFileError(
+            f"{activations_path}: activations have {data['attr_mean'].shape[1]} units, but layer {layer} of "
+            f"checkpoint {model_path} has {units} (extracted from another model or layer?)"
+        )
+    check_num_classes(model, model_path, len(data["class_names"]), activations_path, "activations file")
+    rotation = data.get("rotation")
+    per_unit, per_class = unit_attributes(
+        mean=data["attr_mean"].astype(np.float64),
+        maximum=data["attr_max"].astype(np.float64),
+        zero_fraction=data["attr_zero_fraction"],
+        logits=data["attr_logits"].astype(np.float64),
+        labels=data["attr_labels"],
+        class_names=[str(name) for name in data["class_names"]],
+        weight_in=model.incoming_weight(spec.layer).detach().numpy().astype(np.float64),
+        weight_out=model.outgoing_weight(spec.layer).detach().numpy().astype(np.float64),
+        rotation=rotation,
+        minimum=data["attr_min"].astype(np.float64),
+    )
+    log.info(
+        "%s: %d units, %d dead, %d directions flipped to q^T mu >= 0, median selectivity %.3f",
+        layer,
+        len(per_unit),
+        int(per_unit.dead.sum()),
+        int((per_unit.orientation < 0).sum()),
+        float(per_unit.class_selectivity.median()),
+    )
+    write_tsv(per_unit, units_output)
+    write_tsv(per_class, classes_output)

@@ -1,0 +1,239 @@
+"""Cumulative ablation: remove a class's k most important units together (k = 1, 2, 4, ...).
+
+Cross-fitted, so that nothing is selected on the images it is evaluated on: units are ranked by
+their single-unit drop for the class, and classes chosen, on one fixed half of the evaluation
+images (the gather's `drop_h0` / `drop_h1`); the sets are evaluated on the other half; then the
+halves swap. Each row records `ranked_on` and `evaluated_on`. The control removes k random
+units, several seeded draws per k. For every set we record the class's accuracy, its balanced
+single-class accuracy (class against the rest, chance 50%) and the overall accuracy, as in Bau
+et al. 2020 (PNAS), Fig. 3.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from unit_ablation.analysis.damage import balanced_class_accuracy
+from unit_ablation.data.halves import evaluation_halves
+from unit_ablation.data.loading import load_dataset
+from unit_ablation.engine.graph_split import run_trunk, split_model
+from unit_ablation.engine.values import prepare_ablation
+from unit_ablation.files.writing import write_tsv
+from unit_ablation.models.checkpoint import check_num_classes, load_model
+from unit_ablation.runtime.device import choose_device, image_batches
+from unit_ablation.runtime.progress import Progress
+from unit_ablation.spec.layer_spec import parse_layer_spec
+
+log = logging.getLogger(__name__)
+
+
+def unit_counts(max_units: int, unit_count: int) -> list[int]:
+    """k = 0 (intact), then powers of two up to min(max_units, unit_count)."""
+    limit = min(max_units, unit_count)
+    ks, k = [0], 1
+    while k <= limit:
+        ks.append(k)
+        k *= 2
+    return ks
+
+
+def choose_classes(
+    class_damage: pd.DataFrame, classes: Sequence[str] | int, column: str = "drop"
+) -> list[str]:
+    """The named classes, or the `classes` classes whose most damaging single unit hurts them most
+    (by `column`, e.g. the drop on one half of the images)."""
+    known = list(dict.fromkeys(class_damage["class"]))
+    if isinstance(classes, int):
+        largest = class_damage.groupby("class", sort=False)[column].max().reindex(known)
+        order = np.argsort(-largest.to_numpy(), kind="stable")
+        return [known[i] for i in order[:classes]]
+    unknown = [name for name in classes if name not in known]
+    if unknown:
+        raise ValueError(f"cumulative.classes: {unknown} not among the dataset's classes {known}")
+    return list(classes)
+
+
+def ranked_units(class_damage: pd.DataFrame, class_name: str, column: str = "drop") -> list[int]:
+    """Units by their single-unit drop (`column`) for `class_name`, largest first (ties: lower unit first)."""
+    rows = class_damage[class_damage["class"] == class_name].sort_values(
+        [column, "unit"], ascending=[False, True], kind="stable"
+    )
+    return [int(u) for u in rows.unit]
+
+
+def ablate_set(activation: torch.Tensor, units: Sequence[int], values: torch.Tensor) -> torch.Tensor:
+    """A copy of the activation with every unit in `units` set to its ablation value."""
+    ablated = activation.clone()
+    if len(units):
+        index = torch.tensor(list(units), device=activation.device)
+        shape = [1, len(units), *([1] * (activation.dim() - 2))]
+        ablated[:, index] = values.index_select(0, index).view(shape).expand_as(ablated[:, index])
+    return ablated
+
+
+@torch.no_grad()
+def set_predictions(
+    model: nn.Module,
+    layer: str,
+    images: np.ndarray,
+    unit_sets: Sequence[Sequence[int]],
+    values: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Predictions (sets x images) with each set of units ablated together; the trunk runs once per batch."""
+    split = split_model(model, layer)
+    predictions = np.empty((len(unit_sets), len(images)), dtype=np.int64)
+    progress = Progress(log, f"cumulative {layer}", len(images), "images")
+    start = 0
+    for x, _ in image_batches(images, None, batch_size, device):
+        activation, side = run_trunk(split, x)
+        for s, units in enumerate(unit_sets):
+            # the head may work in place: every set gets fresh copies
+            logits = split.head(ablate_set(activation, units, values), *[t.clone() for t in side])
+            predictions[s, start : start + len(x)] = logits.argmax(1).cpu().numpy()
+        progress.update(len(x), note=f"{len(unit_sets)} unit sets")
+        start += len(x)
+    return predictions
+
+
+def unit_sets(
+    class_damage: pd.DataFrame,
+    classes: Sequence[str] | int,
+    ks: list[int],
+    random_draws: int,
+    seed: int,
+    unit_count: int,
+) -> list[dict]:
+    """Every (fold, class, order, draw, k) with its units. Fold h ranks units and chooses classes
+    by the drops on half h (`drop_h{h}`) and is evaluated on the other half; the random draws are
+    the same in both folds."""
+    rng = np.random.default_rng(seed)
+    sets = []
+    random_sets = [[int(u) for u in rng.permutation(unit_count)] for _ in range(random_draws)]
+    for ranked_on in (0, 1):
+        column = f"drop_h{ranked_on}"
+        fold = {"ranked_on": ranked_on, "evaluated_on": 1 - ranked_on}
+        for class_name in choose_classes(class_damage, classes, column):
+            top = ranked_units(class_damage, class_name, column)
+            sets += [
+                {**fold, "class": class_name, "order": "top", "draw": 0, "k": k, "units": top[:k]} for k in ks
+            ]
+            for draw, permutation in enumerate(random_sets):
+                sets += [
+                    {
+                        **fold,
+                        "class": class_name,
+                        "order": "random",
+                        "draw": draw,
+                        "k": k,
+                        "units": permutation[:k],
+                    }
+                    for k in ks
+                ]
+    return sets
+
+
+def cumulative_table(
+    sets: list[dict],
+    predictions: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    halves: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Class, balanced single-class and overall accuracy (percent) of every unit set on the images
+    it is evaluated on (the half `evaluated_on`, or all images without `halves`), and their drops
+    from the intact model on the same images."""
+    rows = []
+    for s, entry in enumerate(sets):
+        evaluated = np.ones(len(labels), dtype=bool) if halves is None else halves == entry["evaluated_on"]
+        y, predicted = labels[evaluated], predictions[s, evaluated]
+        class_index = class_names.index(entry["class"])
+        correct = predicted == y
+        rows.append(
+            {
+                "ranked_on": entry.get("ranked_on", ""),
+                "evaluated_on": entry.get("evaluated_on", ""),
+                "class": entry["class"],
+                "class_index": class_index,
+                "order": entry["order"],
+                "draw": entry["draw"],
+                "k": entry["k"],
+                "class_accuracy": 100.0 * correct[y == class_index].mean(),
+                "balanced_class_accuracy": balanced_class_accuracy(predicted, y, class_index),
+                "overall_accuracy": 100.0 * correct.mean(),
+                "units": ",".join(str(u) for u in entry["units"]),
+            }
+        )
+    table = pd.DataFrame(rows)
+    key = ["ranked_on", "class"]
+    intact = table[table.k == 0].groupby(key)[
+        ["class_accuracy", "balanced_class_accuracy", "overall_accuracy"]
+    ]
+    intact = intact.first()
+    reference = table[key].merge(intact, left_on=key, right_index=True, how="left")
+    table["class_drop"] = reference.class_accuracy.to_numpy() - table.class_accuracy
+    table["balanced_class_drop"] = (
+        reference.balanced_class_accuracy.to_numpy() - table.balanced_class_accuracy
+    )
+    table["overall_drop"] = reference.overall_accuracy.to_numpy() - table.overall_accuracy
+    return table
+
+
+def cumulative_to_file(
+    model_path: str | Path,
+    dataset_path: str | Path,
+    class_damage_path: str | Path,
+    output: str | Path,
+    model_name: str,
+    layer: str,
+    classes: Sequence[str] | int = 3,
+    max_units: int = 32,
+    random_draws: int = 5,
+    seed: int = 0,
+    eval_split: str = "test",
+    value: str = "zero",
+    mean_split: str | None = None,
+    batch_size: int = 500,
+    device: str = "auto",
+    threads: int = 1,
+    precision: str = "exact",
+) -> None:
+    """Cumulative ablation curves of one (model, canonical layer), written to a TSV."""
+    torch.set_num_threads(max(1, threads))
+    spec = parse_layer_spec(layer)
+    if spec.rotation_seed is not None:
+        raise ValueError(f"cumulative ablation takes canonical layers, not {layer!r}")
+    model = load_model(model_path)
+    dataset = load_dataset(dataset_path)
+    check_num_classes(model, model_path, dataset.num_classes, dataset_path)
+    class_damage = pd.read_csv(class_damage_path, sep="\t")
+    images, labels = dataset.images[eval_split], dataset.labels[eval_split]
+    mean_images = None if mean_split is None else dataset.images[mean_split]
+    torch_device, _, values = prepare_ablation(
+        model, layer, images, None, value, batch_size, choose_device(device), mean_images, precision
+    )
+    count = model.unit_count(layer)
+    missing = {"drop_h0", "drop_h1"} - set(class_damage.columns)
+    if missing:
+        raise ValueError(
+            f"{class_damage_path}: no per-half drops {sorted(missing)} (gathered by an older version?)"
+        )
+    sets = unit_sets(class_damage, classes, unit_counts(max_units, count), random_draws, seed, count)
+    chosen = sorted({s["class"] for s in sets})
+    log.info("%s %s: %d unit sets (cross-fitted) for classes %s", model_name, layer, len(sets), chosen)
+    distinct = list(dict.fromkeys(tuple(sorted(s["units"])) for s in sets))  # e.g. k = 0 once
+    predictions = set_predictions(model, layer, images, distinct, values, batch_size, torch_device)
+    row_of = {units: row for row, units in enumerate(distinct)}
+    per_set = predictions[[row_of[tuple(sorted(s["units"]))] for s in sets]]
+    table = cumulative_table(sets, per_set, labels, list(dataset.class_names), evaluation_halves(labels))
+    table.insert(0, "layer_spec", layer)
+    table.insert(0, "model", model_name)
+    write_tsv(table, output)

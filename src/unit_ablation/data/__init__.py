@@ -1,0 +1,1 @@
+"""Data sets: Fashion-MNIST and image folders, their caches and evaluation halves."""

@@ -1,0 +1,1 @@
+"""The exact ablation engine: graph split, plans, counts, resume."""

@@ -1,0 +1,53 @@
+"""Per-image unit statistics at a layer (in its basis) and the intact logits."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from unit_ablation.engine.basis import to_basis
+from unit_ablation.engine.graph_split import run_trunk, split_model
+from unit_ablation.runtime.device import image_batches
+from unit_ablation.runtime.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def layer_statistics(
+    model: nn.Module,
+    layer: str,
+    images: np.ndarray,
+    rotation: np.ndarray | None = None,
+    batch_size: int = 1000,
+    label: str = "",
+    device: torch.device | None = None,
+) -> dict[str, np.ndarray]:
+    """Per image and unit: spatial mean, max, min and fraction of zero positions; plus logits.
+
+    The coordinates are z = Q^T a (the canonical basis when `rotation` is None), as drawn: the
+    sign of a rotated direction is arbitrary, and the attribute stage orients it (q_j^T mu >= 0).
+    Flipping coordinate j maps its spatial max to minus its spatial min, so the min is kept too.
+    Uses the same trunk/head split as the ablation engine, so any fx-traceable model works.
+    """
+    device = device or torch.device("cpu")
+    split = split_model(model.eval().to(device), layer)
+    q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
+    outputs: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("mean", "max", "min", "zero_fraction", "logits")
+    }
+    progress = Progress(log, f"extract {label}".strip(), len(images), "images")
+    for x, _ in image_batches(images, None, batch_size, device):
+        activation, side = run_trunk(split, x)
+        logits = split.head(activation.clone(), *side)  # the head may work in place
+        z = to_basis(activation, q).flatten(2)
+        outputs["mean"].append(z.mean(2).cpu().numpy())
+        outputs["max"].append(z.amax(2).cpu().numpy())
+        outputs["min"].append(z.amin(2).cpu().numpy())
+        outputs["zero_fraction"].append((z == 0).float().mean(2).cpu().numpy())
+        outputs["logits"].append(logits.cpu().numpy())
+        progress.update(len(x))
+    return {key: np.concatenate(value) for key, value in outputs.items()}

@@ -1,0 +1,1 @@
+"""Writing outputs atomically and reading untrusted input files safely."""

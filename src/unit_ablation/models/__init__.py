@@ -1,0 +1,1 @@
+"""The models: the built-in AlexNet-shaped CNN, torchvision classifiers, checkpoints, training."""

@@ -1,0 +1,1 @@
+"""One module per workflow rule: read the rule's inputs, write its outputs."""

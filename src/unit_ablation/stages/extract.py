@@ -1,0 +1,72 @@
+"""Stage `extract`: a layer spec's per-image unit statistics and logits on the attribute split."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unit_ablation.data.loading import load_dataset
+from unit_ablation.engine.activations import layer_statistics
+from unit_ablation.engine.basis import basis_matrix
+from unit_ablation.files.writing import atomic_path
+from unit_ablation.models.checkpoint import check_num_classes, load_model
+from unit_ablation.runtime.device import choose_device, set_precision
+from unit_ablation.spec.layer_spec import parse_layer_spec
+
+log = logging.getLogger(__name__)
+
+
+def extract_to_file(
+    model_path: str | Path,
+    dataset_path: str | Path,
+    output: str | Path,
+    layer: str,
+    attribute_split: str,
+    eval_split: str = "test",
+    batch_size: int = 1000,
+    threads: int = 1,
+    device: str = "cpu",
+    precision: str = "exact",
+) -> None:
+    """Write `{eval,attr}_{mean,max,min,zero_fraction,logits,labels}` for one (model, layer spec) to .npz.
+
+    Also `class_names`, and `rotation` (Q, its columns as drawn, not oriented) for a rotated basis.
+    Statistics are stored un-oriented; `attributes.orientation_signs` orients them.
+    """
+    torch.set_num_threads(max(1, threads))
+    set_precision(precision)
+    torch_device = choose_device(device)
+    spec = parse_layer_spec(layer)
+    model = load_model(model_path)
+    dataset = load_dataset(dataset_path)
+    check_num_classes(model, model_path, dataset.num_classes, dataset_path)
+    units = model.unit_count(spec.layer)
+    rotation = basis_matrix(units, spec.rotation_seed)
+    payload: dict[str, np.ndarray] = {"class_names": np.array(dataset.class_names)}
+    for prefix, split in (("eval", eval_split), ("attr", attribute_split)):
+        stats = layer_statistics(
+            model,
+            spec.layer,
+            dataset.images[split],
+            rotation,
+            batch_size,
+            label=f"{layer} {split}",
+            device=torch_device,
+        )
+        for key, value in stats.items():
+            payload[f"{prefix}_{key}"] = value
+        payload[f"{prefix}_labels"] = dataset.labels[split]
+    if rotation is not None:
+        payload["rotation"] = rotation
+    with atomic_path(output) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **payload)
+    log.info(
+        "wrote %s: %d units, %d eval and %d attribute images",
+        output,
+        units,
+        len(payload["eval_labels"]),
+        len(payload["attr_labels"]),
+    )

@@ -1,0 +1,1 @@
+"""Command lines: bench, plan_cost, paper_rate."""

@@ -1,0 +1,168 @@
+"""Benchmark: the naive per-unit reference against the ablation engine, on one model and layer.
+
+    python -m unit_ablation.bench                      # default model, conv5, 10k test images
+    python -m unit_ablation.bench --model resnet18     # ResNet-18-style last stage (closed form)
+
+Both run on the same model, images and units. The naive reference is timed on a subset of units
+and scaled per unit; the engine ablates every unit of the layer. The counts of the subset must
+agree. Prints a summary and writes the JSON to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from unit_ablation.data.dataset import to_float
+from unit_ablation.data.loading import load_dataset
+from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.graph_split import run_trunk, split_model
+from unit_ablation.engine.naive import ablate_naive
+from unit_ablation.models.checkpoint import load_model
+from unit_ablation.models.fashion_alexnet import build_model
+
+DEFAULT_CHECKPOINT = Path("results/models/fmnist-alexnet-baseline-s0.pt")
+DEFAULT_DATASET = Path("results/data/fashion-mnist.npz")
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Measured fp32 matmul throughput of this machine (best of `repeats`) at the current threads."""
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best / 1e9
+
+
+class GrayToRGB(nn.Module):
+    """Feeds 1-channel 28x28 images to a 3-channel torchvision classifier."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.expand(-1, 3, -1, -1))
+
+
+def resnet18_style(images: np.ndarray, num_classes: int = 10) -> nn.Module:
+    """torchvision resnet18 (random init) on 28x28 gray images, last layer standardised so that
+    predictions vary between images (random-init logits share large per-class offsets)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = GrayToRGB(torchvision.models.resnet18(num_classes=num_classes)).eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(to_float(images[:256])))
+        std = logits.std(0).clamp_min(1e-6)
+        fc = model.model.fc
+        fc.weight.div_(std.unsqueeze(1))
+        fc.bias.copy_((fc.bias - logits.mean(0)) / std)
+    return model
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[nn.Module, str, np.ndarray, np.ndarray, str]:
+    dataset_path = Path(args.dataset)
+    if not dataset_path.exists():
+        raise SystemExit(f"error: dataset {dataset_path} not found: run `make run` first or pass --dataset")
+    dataset = load_dataset(dataset_path)
+    images = dataset.images["test"][: args.images]
+    labels = dataset.labels["test"][: args.images]
+    if args.model == "resnet18":
+        return (
+            resnet18_style(dataset.images["heldout"]),
+            "model.layer4",
+            images,
+            labels,
+            "resnet18-style (random init)",
+        )
+    checkpoint = Path(args.checkpoint)
+    if checkpoint.exists():
+        return load_model(checkpoint), args.layer, images, labels, str(checkpoint)
+    print(f"note: {checkpoint} not found, using a random-init model of the default shape", file=sys.stderr)
+    torch.manual_seed(0)
+    return build_model().eval(), args.layer, images, labels, "fmnist_alexnet (random init)"
+
+
+def run_benchmark(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    model, layer, images, labels, model_name = load_inputs(args)
+    units_total = run_trunk(split_model(model, layer), torch.from_numpy(to_float(images[:1])))[0].shape[1]
+    units = list(range(units_total))
+    subset = units[:: max(1, units_total // args.naive_units)][: args.naive_units]
+    peak = matmul_peak_gflops()
+
+    start = time.perf_counter()
+    engine = ablate_units(model, layer, images, labels, units, 10, batch_size=args.batch_size)
+    engine_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    naive = ablate_naive(model, layer, images, labels, subset, 10, batch_size=args.batch_size)
+    naive_subset_s = time.perf_counter() - start
+    naive_s = naive_subset_s / len(subset) * units_total
+
+    identical = bool(
+        np.array_equal(engine.broken[subset], naive.broken)
+        and np.array_equal(engine.fixed[subset], naive.fixed)
+        and np.array_equal(engine.correct, naive.correct)
+    )
+    engine_gflops = engine.head_flops / 1e9 / engine.head_seconds if engine.head_seconds > 0 else 0.0
+    return {
+        "model": model_name,
+        "layer": layer,
+        "plan": engine.plan,
+        "units": units_total,
+        "images": len(images),
+        "threads": args.threads,
+        "device": "cpu",
+        "naive_s": round(naive_s, 3),
+        "naive_units_measured": len(subset),
+        "naive_subset_s": round(naive_subset_s, 3),
+        "engine_s": round(engine_s, 3),
+        "engine_head_s": round(engine.head_seconds, 3),
+        "speedup": round(naive_s / engine_s, 1),
+        "identical": identical,
+        "engine_gflop": round(engine.head_flops / 1e9, 3),
+        "engine_gflops": round(engine_gflops, 2),
+        "peak_gflops": round(peak, 2),
+        "roofline_fraction": round(engine_gflops / peak, 3),
+        "changed_predictions": int(engine.broken.sum() + engine.fixed.sum()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", choices=["fmnist", "resnet18"], default="fmnist")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="fmnist model checkpoint")
+    parser.add_argument("--dataset", default=str(DEFAULT_DATASET), help="prepared Fashion-MNIST .npz")
+    parser.add_argument("--layer", default="conv5", help="fmnist layer (resnet18 always uses layer4)")
+    parser.add_argument("--images", type=int, default=10000, help="evaluation images (test split)")
+    parser.add_argument("--naive-units", type=int, default=4, help="units timed with the naive reference")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--output", default="results/bench.json")
+    args = parser.parse_args(argv)
+    result = run_benchmark(args)
+    for key, value in result.items():
+        print(f"{key:>22}: {value}")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["identical"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Content hashes of a stage's code: its script and the package modules it imports (no torch).
+
+Snakemake notices a script edit only through the script's mtime and never sees the modules the
+script imports. Each rule therefore gets `params: code=stage_code_hash(...)`: a library edit reruns
+exactly the stages whose import closure contains the module, and an edit to comments or layout
+changes no hash, so it reruns nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import tokenize
+from collections.abc import Iterator, Sequence
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "unit_ablation"
+# Tokens that carry no behaviour: comments, blank lines, and the indentation text itself.
+_LAYOUT_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING}
+
+
+def normalized_source(path: Path) -> str:
+    """The file's tokens without comments or layout, one per line (INDENT/DEDENT kept as markers)."""
+    tokens = tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
+    kept = []
+    for token in tokens:
+        if token.type in _LAYOUT_TOKENS:
+            continue
+        if token.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE):
+            kept.append(tokenize.tok_name[token.type])
+        else:
+            kept.append(token.string)
+    return "\n".join(kept)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """`TYPE_CHECKING` or `typing.TYPE_CHECKING` (True only for type checkers, never at run time)."""
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+def runtime_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The import statements that can run: at any depth (function-level and lazy imports too), but
+    not those in the body of an `if TYPE_CHECKING:` block (its `else:` does run)."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
+            pending.extend(node.orelse)
+        else:
+            pending.extend(ast.iter_child_nodes(node))
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Names of the package's modules that the file imports (at any depth of the file, except in
+    `if TYPE_CHECKING:` blocks)."""
+    names = set()
+    for node in runtime_imports(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from unit_ablation.spec import cost` imports the module spec/cost.py;
+            # `from unit_ablation.spec.cost import x` imports spec/cost.py (x is no module).
+            candidates = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        names.update(name for name in candidates if name.startswith(f"{PACKAGE}."))
+    return names
+
+
+def module_file(name: str, package_dir: Path) -> Path | None:
+    """The file of a dotted module name of the package: a module or a subpackage's __init__.py."""
+    parts = name.split(".")[1:]
+    base = package_dir.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if parts and candidate.exists():
+            return candidate
+    return None
+
+
+def _with_parents(name: str) -> list[str]:
+    """`a.b.c` and the packages that importing it runs first: `a.b`, `a`."""
+    parts = name.split(".")
+    return [".".join(parts[:end]) for end in range(len(parts), 0, -1)]
+
+
+def module_closure(script: Path, package_dir: Path, extra_modules: Sequence[str] = ()) -> list[Path]:
+    """The package files the script needs, directly or through other modules, sorted (subpackage
+    __init__ files included: importing a module runs its packages' __init__ first).
+
+    `extra_modules` are dotted names of modules the script imports by name at run time (the model
+    class of a checkpoint: `spec.model_classes`), followed like the script's own imports."""
+    seen: set[Path] = {package_dir / "__init__.py"}
+    pending = [script]
+    for name in extra_modules:
+        module = module_file(name, package_dir)
+        if module is None:
+            raise ValueError(f"{name}: no such module under {package_dir}")
+        pending.append(module)
+    while pending:
+        path = pending.pop()
+        names = [f"{PACKAGE}.{_dotted(path, package_dir)}"] if path.is_relative_to(package_dir) else []
+        for imported in [*names, *imported_modules(path)]:
+            for name in _with_parents(imported):
+                module = module_file(name, package_dir)
+                if module is not None and module not in seen:
+                    seen.add(module)
+                    pending.append(module)
+    return sorted(path for path in seen if path.exists())
+
+
+def _dotted(path: Path, package_dir: Path) -> str:
+    """`spec/cost.py` -> `spec.cost`; `spec/__init__.py` -> `spec`."""
+    parts = path.relative_to(package_dir).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _digest_of_version(path, stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _digest_of_version(path: Path, mtime_ns: int, size: int) -> str:
+    # keyed by mtime and size so that an edited file is read again in the same process
+    return hashlib.sha256(normalized_source(path).encode()).hexdigest()
+
+
+def stage_code_hash(script: str | Path, package_dir: str | Path, extra_modules: Sequence[str] = ()) -> str:
+    """16 hex digits over the script and every package module it needs (comments and layout ignored)."""
+    script, package_dir = Path(script), Path(package_dir)
+    digest = hashlib.sha256()
+    for path in [script, *module_closure(script, package_dir, extra_modules)]:
+        name = path.name if path == script else path.relative_to(package_dir).as_posix()
+        digest.update(f"{name}\0{_file_digest(path)}\0".encode())
+    return digest.hexdigest()[:16]
