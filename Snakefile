@@ -52,4 +52,4 @@ onstart:
 rule all:
     default_target: True
     input:
-        all_targets(),
+        STUDY.all_targets(),

@@ -1,7 +1,7 @@
 rule ablate:
     input:
         model="results/models/{model}.pt",
-        dataset=DATASET,
+        dataset=STUDY.dataset,
     output:
         "results/{model}/ablation/chunks/{layer}/{chunk}.npz",
     log:
@@ -11,15 +11,17 @@ rule ablate:
         "../envs/torch.yaml"
     threads: config["threads"]["ablate"]
     resources:
-        gpu=ablation_gpus(),
+        gpu=STUDY.ablation_gpus(),
     params:
-        code=code("ablate.py"),
+        code=STUDY.code("ablate.py"),
         model="{model}",
         layer="{layer}",
         chunk="{chunk}",
         units=lambda wildcards: chunk_units(wildcards.chunk),
-        value=lambda wildcards: spec_value(wildcards.layer),
-        mean_split=lambda wildcards: mean_ablation_split(spec_value(wildcards.layer)),
+        value=lambda wildcards: STUDY.spec_value(wildcards.layer),
+        mean_split=lambda wildcards: STUDY.mean_ablation_split(
+            STUDY.spec_value(wildcards.layer)
+        ),
         batch_size=int(config["ablation"]["batch_size"]),
         units_per_pass=auto_or_number(config["ablation"]["units_per_pass"], int),
         memory_mb=auto_or_number(config["ablation"]["memory_mb"], float),

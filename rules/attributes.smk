@@ -11,7 +11,7 @@ rule attributes:
         "../envs/torch.yaml"
     threads: 1
     params:
-        code=code("attributes.py"),
+        code=STUDY.code("attributes.py"),
         layer="{layer}",
     script:
         "../scripts/attributes.py"

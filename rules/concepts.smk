@@ -1,7 +1,7 @@
 rule concept_iou:
     input:
         model="results/models/{model}.pt",
-        index=concept_index(),
+        index=STUDY.concept_index(),
         attributes=attributes_of("units"),
     output:
         units="results/{model}/concepts/{layer}.tsv",
@@ -12,7 +12,7 @@ rule concept_iou:
         "../envs/torch.yaml"
     threads: config["threads"]["extract"]
     params:
-        code=code("concept_iou.py"),
+        code=STUDY.code("concept_iou.py"),
         layer="{layer}",
         root=config["concepts"]["root"],
         quantile=float(config["concepts"]["quantile"]),

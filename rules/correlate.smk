@@ -4,7 +4,7 @@ rule correlate:
         class_attributes=attributes_of("per_class"),
         damage="results/{model}/ablation/{layer}.units.tsv",
         class_damage="results/{model}/ablation/{layer}.classes.tsv",
-        concepts=lambda wildcards: concept_table(wildcards.model, wildcards.layer),
+        concepts=lambda wildcards: STUDY.concept_table(wildcards.model, wildcards.layer),
     output:
         correlation="results/{model}/correlation/{layer}.tsv",
         agreement="results/{model}/agreement/{layer}.tsv",
@@ -14,7 +14,7 @@ rule correlate:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("correlate.py"),
+        code=STUDY.code("correlate.py"),
         layer="{layer}",
         resamples=int(config["correlation"]["bootstrap"]),
         seed=int(config["correlation"]["seed"]),
@@ -31,7 +31,7 @@ rule network_statistics:
         class_attributes=attributes_of("per_class"),
         damage="results/{model}/ablation/{layer}.units.tsv",
         class_damage="results/{model}/ablation/{layer}.classes.tsv",
-        concepts=lambda wildcards: concept_table(wildcards.model, wildcards.layer),
+        concepts=lambda wildcards: STUDY.concept_table(wildcards.model, wildcards.layer),
     output:
         "results/{model}/statistics/{layer}.tsv",
     log:
@@ -40,9 +40,9 @@ rule network_statistics:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("network_statistics.py"),
+        code=STUDY.code("network_statistics.py"),
         layer="{layer}",
-        options=network_options(),
+        options=STUDY.network_options(),
     script:
         "../scripts/network_statistics.py"
 
@@ -52,12 +52,12 @@ rule combine_correlations:
         correlation=lambda wildcards: expand(
             "results/{model}/correlation/{layer}.tsv",
             model=wildcards.model,
-            layer=LAYER_SPECS[wildcards.model],
+            layer=STUDY.layer_specs[wildcards.model],
         ),
         agreement=lambda wildcards: expand(
             "results/{model}/agreement/{layer}.tsv",
             model=wildcards.model,
-            layer=LAYER_SPECS[wildcards.model],
+            layer=STUDY.layer_specs[wildcards.model],
         ),
     output:
         correlation="results/{model}/correlation.tsv",
@@ -68,6 +68,6 @@ rule combine_correlations:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("combine_correlations.py"),
+        code=STUDY.code("combine_correlations.py"),
     script:
         "../scripts/combine_correlations.py"

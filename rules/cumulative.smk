@@ -1,7 +1,7 @@
 rule cumulative:
     input:
         model="results/models/{model}.pt",
-        dataset=DATASET,
+        dataset=STUDY.dataset,
         class_damage="results/{model}/ablation/{layer}.classes.tsv",
     output:
         "results/{model}/cumulative/{layer}.tsv",
@@ -11,9 +11,9 @@ rule cumulative:
         "../envs/torch.yaml"
     threads: config["threads"]["ablate"]
     resources:
-        gpu=ablation_gpus(),
+        gpu=STUDY.ablation_gpus(),
     params:
-        code=code("cumulative.py"),
+        code=STUDY.code("cumulative.py"),
         model="{model}",
         layer="{layer}",
         classes=config["cumulative"]["classes"],
@@ -21,7 +21,7 @@ rule cumulative:
         random_draws=int(config["cumulative"]["random_draws"]),
         seed=int(config["cumulative"]["seed"]),
         value=config["ablation"]["value"],
-        mean_split=mean_ablation_split(),
+        mean_split=STUDY.mean_ablation_split(),
         batch_size=int(config["ablation"]["batch_size"]),
         device=config["ablation"]["device"],
         precision=config["ablation"]["precision"],

@@ -1,17 +1,17 @@
-if SOURCE == "fashion-mnist":
+if STUDY.source == "fashion-mnist":
 
     rule prepare_data:
         input:
-            [f"{data_root()}/{name}" for name in IDX_NAMES],
+            STUDY.idx_files(),
         output:
-            DATASET,
+            STUDY.dataset,
         log:
             "results/logs/prepare_data.log",
         conda:
             "../envs/torch.yaml"
         threads: 1
         params:
-            code=code("prepare_data.py"),
+            code=STUDY.code("prepare_data.py"),
             raw_dir=lambda wildcards, input: str(Path(input[0]).parent),
             heldout_size=int(config["data"]["heldout_size"]),
             train_size=optional_int(config["data"].get("train_size")),
@@ -24,7 +24,7 @@ else:
 
     rule decode_images:
         input:
-            lambda wildcards: image_set_inputs(wildcards.split),
+            lambda wildcards: STUDY.image_set_inputs(wildcards.split),
         output:
             directory("results/data/images/{split}"),
         log:
@@ -35,8 +35,8 @@ else:
             "../envs/torch.yaml"
         threads: config["data"]["images"]["workers"]
         params:
-            code=code("decode_images.py"),
-            image_set=lambda wildcards: sorted_keys(image_sets()[wildcards.split]),
+            code=STUDY.code("decode_images.py"),
+            image_set=lambda wildcards: sorted_keys(STUDY.image_sets()[wildcards.split]),
             resize=int(config["data"]["images"]["resize"]),
             crop=int(config["data"]["images"]["crop"]),
         script:
@@ -44,16 +44,16 @@ else:
 
     rule image_dataset:
         input:
-            test=image_cache("test"),
-            heldout=image_cache("heldout"),
+            test=STUDY.image_cache("test"),
+            heldout=STUDY.image_cache("heldout"),
         output:
-            DATASET,
+            STUDY.dataset,
         log:
             "results/logs/image_dataset.log",
         conda:
             "../envs/torch.yaml"
         threads: 1
         params:
-            code=code("image_dataset.py"),
+            code=STUDY.code("image_dataset.py"),
         script:
             "../scripts/image_dataset.py"

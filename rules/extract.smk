@@ -1,7 +1,7 @@
 rule extract:
     input:
         model="results/models/{model}.pt",
-        dataset=DATASET,
+        dataset=STUDY.dataset,
     output:
         "results/{model}/activations/{layer}.npz",
     log:
@@ -11,9 +11,9 @@ rule extract:
         "../envs/torch.yaml"
     threads: config["threads"]["extract"]
     resources:
-        gpu=ablation_gpus(),
+        gpu=STUDY.ablation_gpus(),
     params:
-        code=code("extract.py"),
+        code=STUDY.code("extract.py"),
         model="{model}",
         layer="{layer}",
         attribute_split=config["analysis"]["attribute_split"],

@@ -4,9 +4,9 @@ rule gather:
             "results/{model}/ablation/chunks/{layer}/{chunk}.npz",
             model=wildcards.model,
             layer=wildcards.layer,
-            chunk=chunks(wildcards.model, wildcards.layer),
+            chunk=STUDY.chunks(wildcards.model, wildcards.layer),
         ),
-        dataset=DATASET,
+        dataset=STUDY.dataset,
     output:
         classes="results/{model}/ablation/{layer}.classes.tsv",
         units="results/{model}/ablation/{layer}.units.tsv",
@@ -16,7 +16,7 @@ rule gather:
         "../envs/torch.yaml"
     threads: 1
     params:
-        code=code("gather.py"),
+        code=STUDY.code("gather.py"),
         thresholds=[float(t) for t in config["analysis"]["damage_thresholds"]],
         fdr_alpha=float(config["analysis"]["fdr_alpha"]),
         fdr_method=config["analysis"].get("fdr_method", "mid-p"),

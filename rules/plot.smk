@@ -5,7 +5,7 @@ rule plot_overview:
     input:
         [
             f"results/{model}/ablation/{layer}.units.tsv"
-            for model, layer in model_and_layer_pairs()
+            for model, layer in STUDY.model_and_layer_pairs()
         ],
     output:
         png=report(
@@ -20,8 +20,8 @@ rule plot_overview:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("plot_overview.py"),
-        labels=[[model, layer] for model, layer in model_and_layer_pairs()],
+        code=STUDY.code("plot_overview.py"),
+        labels=[[model, layer] for model, layer in STUDY.model_and_layer_pairs()],
         dpi=int(config["plots"]["dpi"]),
     script:
         "../scripts/plot_overview.py"
@@ -32,7 +32,7 @@ rule plot_sorted_units:
         lambda wildcards: expand(
             "results/{model}/ablation/{layer}.units.tsv",
             model=wildcards.model,
-            layer=LAYER_SPECS[wildcards.model],
+            layer=STUDY.layer_specs[wildcards.model],
         ),
     output:
         png=report(
@@ -47,8 +47,8 @@ rule plot_sorted_units:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("plot_sorted_units.py"),
-        layers=lambda wildcards: LAYER_SPECS[wildcards.model],
+        code=STUDY.code("plot_sorted_units.py"),
+        layers=lambda wildcards: STUDY.layer_specs[wildcards.model],
         title="{model}",
         dpi=int(config["plots"]["dpi"]),
     script:
@@ -82,7 +82,7 @@ rule plot_layer:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("plot_layer.py"),
+        code=STUDY.code("plot_layer.py"),
         layer="{layer}",
         title="{model} {layer}",
         dpi=int(config["plots"]["dpi"]),
@@ -95,14 +95,15 @@ rule plot_comparison:
     input:
         units=[
             f"results/{model}/ablation/{layer}.units.tsv"
-            for model, layer in model_and_layer_pairs()
+            for model, layer in STUDY.model_and_layer_pairs()
         ],
         attributes=[
             f"results/{model}/attributes/{parse_layer_spec(layer).attribute_spec}.tsv"
-            for model, layer in model_and_layer_pairs()
+            for model, layer in STUDY.model_and_layer_pairs()
         ],
         correlations=[
-            f"results/{model}/correlation.tsv" for model, _ in model_and_layer_pairs()
+            f"results/{model}/correlation.tsv"
+            for model, _ in STUDY.model_and_layer_pairs()
         ],
     output:
         png=report(
@@ -117,10 +118,10 @@ rule plot_comparison:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("plot_comparison.py"),
+        code=STUDY.code("plot_comparison.py"),
         entries=[
-            [model, MODELS[model][0], layer]
-            for model, layer in model_and_layer_pairs()
+            [model, STUDY.models[model][0], layer]
+            for model, layer in STUDY.model_and_layer_pairs()
         ],
         dpi=int(config["plots"]["dpi"]),
     script:
@@ -129,7 +130,7 @@ rule plot_comparison:
 
 rule plot_agreement:
     input:
-        [f"results/{model}/agreement.tsv" for model, _ in model_and_layer_pairs()],
+        [f"results/{model}/agreement.tsv" for model, _ in STUDY.model_and_layer_pairs()],
     output:
         png=report(
             "results/figures/selective_vs_damaged_class.png",
@@ -143,8 +144,8 @@ rule plot_agreement:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("plot_agreement.py"),
-        entries=[[model, layer] for model, layer in model_and_layer_pairs()],
+        code=STUDY.code("plot_agreement.py"),
+        entries=[[model, layer] for model, layer in STUDY.model_and_layer_pairs()],
         dpi=int(config["plots"]["dpi"]),
     script:
         "../scripts/plot_agreement.py"
@@ -152,7 +153,7 @@ rule plot_agreement:
 
 rule plot_cumulative:
     input:
-        cumulative_tables(),
+        STUDY.cumulative_tables(),
     output:
         png=report(
             "results/figures/cumulative_ablation.png",
@@ -166,7 +167,7 @@ rule plot_cumulative:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("plot_cumulative.py"),
+        code=STUDY.code("plot_cumulative.py"),
         dpi=int(config["plots"]["dpi"]),
     script:
         "../scripts/plot_cumulative.py"
@@ -176,7 +177,7 @@ rule plot_network_effects:
     input:
         [
             f"results/{model}/statistics/{layer}.tsv"
-            for model, layer in model_and_layer_pairs()
+            for model, layer in STUDY.model_and_layer_pairs()
         ],
     output:
         png=report(
@@ -191,7 +192,7 @@ rule plot_network_effects:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("plot_network_effects.py"),
+        code=STUDY.code("plot_network_effects.py"),
         dpi=int(config["plots"]["dpi"]),
     script:
         "../scripts/plot_network_effects.py"

@@ -10,7 +10,7 @@ rule fetch_weights:
     conda:
         "../envs/torch.yaml"
     params:
-        code=code("fetch_weights.py"),
+        code=STUDY.code("fetch_weights.py"),
         arch="{arch}",
         enum="{enum}",
         mirror=config["weights_mirror"],
@@ -20,26 +20,28 @@ rule fetch_weights:
 
 rule prepare_model:
     input:
-        weights=lambda wildcards: weights_file(wildcards.model),
-        dataset=DATASET,
+        weights=lambda wildcards: STUDY.weights_file(wildcards.model),
+        dataset=STUDY.dataset,
     output:
         model="results/models/{model}.pt",
         metadata="results/models/{model}.json",
     log:
         "results/logs/prepare_model/{model}.log",
     wildcard_constraints:
-        model=name_pattern(PRETRAINED),
+        model=name_pattern(STUDY.pretrained),
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]["extract"]
     resources:
-        gpu=ablation_gpus(),
+        gpu=STUDY.ablation_gpus(),
     params:
-        code=code("prepare_model.py"),
+        code=STUDY.code("prepare_model.py"),
         model="{model}",
-        arch=lambda wildcards: PRETRAINED[wildcards.model]["arch"],
-        num_classes=lambda wildcards: int(PRETRAINED[wildcards.model]["num_classes"]),
-        weights=lambda wildcards: PRETRAINED[wildcards.model]["weights"],
+        arch=lambda wildcards: STUDY.pretrained[wildcards.model]["arch"],
+        num_classes=lambda wildcards: int(
+            STUDY.pretrained[wildcards.model]["num_classes"]
+        ),
+        weights=lambda wildcards: STUDY.pretrained[wildcards.model]["weights"],
         batch_size=int(config["ablation"]["batch_size"]),
         device=config["ablation"]["device"],
         precision=config["ablation"]["precision"],

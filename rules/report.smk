@@ -1,23 +1,26 @@
 rule summarize:
     input:
         metadata=[
-            f"results/models/{model}.json" for model, _ in model_and_layer_pairs()
+            f"results/models/{model}.json"
+            for model, _ in STUDY.model_and_layer_pairs()
         ],
         damage=[
             f"results/{model}/ablation/{layer}.units.tsv"
-            for model, layer in model_and_layer_pairs()
+            for model, layer in STUDY.model_and_layer_pairs()
         ],
         correlations=[
-            f"results/{model}/correlation.tsv" for model, _ in model_and_layer_pairs()
+            f"results/{model}/correlation.tsv"
+            for model, _ in STUDY.model_and_layer_pairs()
         ],
         agreement=[
-            f"results/{model}/agreement.tsv" for model, _ in model_and_layer_pairs()
+            f"results/{model}/agreement.tsv"
+            for model, _ in STUDY.model_and_layer_pairs()
         ],
         statistics=[
             f"results/{model}/statistics/{layer}.tsv"
-            for model, layer in model_and_layer_pairs()
+            for model, layer in STUDY.model_and_layer_pairs()
         ],
-        cumulative=cumulative_tables(),
+        cumulative=STUDY.cumulative_tables(),
     output:
         table=report(
             "results/summary.tsv",
@@ -45,10 +48,10 @@ rule summarize:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("summarize.py"),
-        entries=[[model, layer] for model, layer in model_and_layer_pairs()],
-        reference_variant=next(iter(MODELS.values()))[0],
-        criteria=claim_criteria(),
+        code=STUDY.code("summarize.py"),
+        entries=[[model, layer] for model, layer in STUDY.model_and_layer_pairs()],
+        reference_variant=STUDY.reference_variant(),
+        criteria=STUDY.claim_criteria(),
     script:
         "../scripts/summarize.py"
 
@@ -66,7 +69,7 @@ rule record_config:
         "../envs/analysis.yaml"
     threads: 1
     params:
-        code=code("record_config.py"),
+        code=STUDY.code("record_config.py"),
         config=sorted_keys(config),
     script:
         "../scripts/record_config.py"

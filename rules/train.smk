@@ -1,21 +1,21 @@
 rule train:
     input:
-        dataset=DATASET,
+        dataset=STUDY.dataset,
     output:
         model="results/models/{model}.pt",
         metadata="results/models/{model}.json",
     log:
         "results/logs/train/{model}.log",
     wildcard_constraints:
-        model=name_pattern(TRAINED),
+        model=name_pattern(STUDY.trained),
     cache: True
     conda:
         "../envs/torch.yaml"
     threads: config["threads"]["train"]
     params:
-        code=code("train.py"),
+        code=STUDY.code("train.py"),
         model="{model}",
-        variant=lambda wildcards: MODELS[wildcards.model][0],
-        train=train_params,
+        variant=lambda wildcards: STUDY.models[wildcards.model][0],
+        train=lambda wildcards: STUDY.train_params(wildcards.model),
     script:
         "../scripts/train.py"

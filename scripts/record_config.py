@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.files.writing import write_yaml
+from unit_ablation.stages.record_config import record_config_to_file
 from unit_ablation.workflow.glue import run_stage
 
-run_stage(snakemake, write_yaml, data=snakemake.params.config, path=snakemake.output[0])
+run_stage(snakemake, record_config_to_file, config=snakemake.params.config, path=snakemake.output[0])

@@ -11,6 +11,7 @@ from unit_ablation.engine.counts import HALF_ARRAYS, count_batch, count_changes,
 from unit_ablation.engine.driver import ablate_units
 from unit_ablation.engine.graph_split import resolve_layer
 from unit_ablation.engine.naive import ablate_naive
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.engine.values import channel_means
 from unit_ablation.runtime.device import choose_device
 
@@ -119,13 +120,18 @@ def test_engine_matches_the_naive_reference(small_model, layer, rotation_seed, v
         units,
         10,
         rotation=rotation,
-        value=value,
-        batch_size=50,
-        units_per_pass=7,  # divides neither the units nor the images
-        device=compute_device,
+        # 7 copies per pass divides neither the units nor the images
+        options=AblationOptions(value=value, batch_size=50, units_per_pass=7, device=compute_device),
     )
     naive = ablate_naive(
-        small_model, layer, images, labels, units, 10, rotation=rotation, value=value, device=compute_device
+        small_model,
+        layer,
+        images,
+        labels,
+        units,
+        10,
+        rotation=rotation,
+        options=AblationOptions(value=value, device=compute_device),
     )
     assert naive.broken.sum() + naive.fixed.sum() > 0, "the case must change some predictions"
     assert naive.newly.sum() > 0 and naive.broken_half[1].sum() + naive.fixed_half[1].sum() > 0
@@ -168,7 +174,14 @@ def test_balanced_class_accuracy_columns_equal_a_direct_computation(small_model,
     rotation = None if rotation_seed is None else random_rotation(units_total, rotation_seed)
     units = list(range(units_total))
     counts = ablate_units(
-        small_model, layer, images, labels, units, 10, rotation=rotation, value=value, batch_size=50
+        small_model,
+        layer,
+        images,
+        labels,
+        units,
+        10,
+        rotation=rotation,
+        options=AblationOptions(value=value, batch_size=50),
     )
     intact, ablated = ablated_predictions(small_model, layer, images, units, rotation, value)
     table = class_table(vars(counts), [str(k) for k in range(10)])
@@ -186,14 +199,36 @@ def test_results_do_not_depend_on_batch_or_chunk_sizes(small_model):
     images, labels = synthetic_images(90, seed=12)
     units = list(range(small_model.unit_count("conv5")))
     whole = ablate_units(
-        small_model, "conv5", images, labels, units, 10, batch_size=90, units_per_pass=len(units)
+        small_model,
+        "conv5",
+        images,
+        labels,
+        units,
+        10,
+        options=AblationOptions(batch_size=90, units_per_pass=len(units)),
     )
     assert whole.broken.sum() > 0
-    single = ablate_units(small_model, "conv5", images, labels, units, 10, batch_size=1, units_per_pass=1)
+    single = ablate_units(
+        small_model,
+        "conv5",
+        images,
+        labels,
+        units,
+        10,
+        options=AblationOptions(batch_size=1, units_per_pass=1),
+    )
     for name in ALL_ARRAYS:
         np.testing.assert_array_equal(getattr(single, name), getattr(whole, name), err_msg=name)
     split = [
-        ablate_units(small_model, "conv5", images, labels, part, 10, batch_size=40, units_per_pass=3)
+        ablate_units(
+            small_model,
+            "conv5",
+            images,
+            labels,
+            part,
+            10,
+            options=AblationOptions(batch_size=40, units_per_pass=3),
+        )
         for part in (units[:5], units[5:])
     ]
     np.testing.assert_array_equal(np.concatenate([p.broken for p in split]), whole.broken)
@@ -215,7 +250,9 @@ def test_a_dead_unit_changes_nothing(small_model):
     images, labels = synthetic_images(60, seed=13)
     activation = small_model.forward_to("conv5", torch.rand(8, 1, 28, 28))
     assert torch.all(activation[:, 2] == 0), "the unit must really be dead"
-    counts = ablate_units(small_model, "conv5", images, labels, [1, 2], 10, batch_size=30)
+    counts = ablate_units(
+        small_model, "conv5", images, labels, [1, 2], 10, options=AblationOptions(batch_size=30)
+    )
     assert counts.broken[1].sum() == 0 and counts.fixed[1].sum() == 0
     assert counts.newly[:, 1].sum() == 0 and counts.no_longer[:, 1].sum() == 0
     assert counts.broken[0].sum() + counts.fixed[0].sum() > 0

@@ -27,6 +27,7 @@ from unit_ablation.data.image_cache import write_dataset_index
 from unit_ablation.data.image_decode import decode_image_set, decode_to_cache
 from unit_ablation.data.image_files import ImageList
 from unit_ablation.data.loading import load_dataset
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.files.safe_load import CorruptFileError
 from unit_ablation.models.checkpoint import load_model, save_checkpoint
 from unit_ablation.models.fashion_alexnet import build_model
@@ -112,7 +113,7 @@ def good(tmp_path_factory) -> dict[str, Path]:
     activations = root / f"{LAYER}.npz"
     extract_to_file(model, dataset, activations, LAYER, attribute_split="heldout", batch_size=50)
     chunk = root / "0-3.npz"
-    ablate_chunk_to_file(model, dataset, chunk, LAYER, [0, 1, 2, 3], batch_size=50, device="cpu")
+    ablate_chunk_to_file(model, dataset, chunk, LAYER, [0, 1, 2, 3], AblationOptions(batch_size=50))
     return {"raw": raw, "dataset": dataset, "model": model, "activations": activations, "chunk": chunk}
 
 
@@ -384,7 +385,7 @@ def test_bad_checkpoint_stops_every_stage_that_reads_it(files, tmp_path, damage,
     with raises_naming(bad, *fragments):
         attributes_to_files(files["activations"], bad, out / "u.tsv", out / "c.tsv", LAYER)
     with raises_naming(bad, *fragments):
-        ablate_chunk_to_file(bad, files["dataset"], out / "0-3.npz", LAYER, [0, 1, 2, 3], device="cpu")
+        ablate_chunk_to_file(bad, files["dataset"], out / "0-3.npz", LAYER, [0, 1, 2, 3])
     assert_nothing_written(out / "act.npz", out / "u.tsv", out / "c.tsv", out / "0-3.npz")
 
 
@@ -401,7 +402,7 @@ def test_checkpoint_of_another_class_count_than_the_data(files, tmp_path):
         attributes_to_files(files["activations"], model, units, classes, LAYER)
     chunk, curves = tmp_path / "out" / "0-3.npz", tmp_path / "out" / "cumulative.tsv"
     with raises_naming(model, "predicts 5 classes", str(files["dataset"]), "has 10", error=ValueError):
-        ablate_chunk_to_file(model, files["dataset"], chunk, LAYER, [0, 1, 2, 3], device="cpu")
+        ablate_chunk_to_file(model, files["dataset"], chunk, LAYER, [0, 1, 2, 3])
     with raises_naming(model, "predicts 5 classes", str(files["dataset"]), "has 10", error=ValueError):
         cumulative_to_file(
             model, files["dataset"], tmp_path / "classes.tsv", curves, "five", LAYER, device="cpu"
@@ -613,7 +614,7 @@ def test_bad_chunk_stops_gather(files, tmp_path, damage, fragments, error):
 
 def test_a_good_chunk_with_a_bad_one_stops_gather(files, tmp_path):
     second = tmp_path / "4-7.npz"
-    ablate_chunk_to_file(files["model"], files["dataset"], second, LAYER, [4, 5, 6, 7], device="cpu")
+    ablate_chunk_to_file(files["model"], files["dataset"], second, LAYER, [4, 5, 6, 7])
     cut_in_half(second)
     classes, units = tmp_path / "out" / "classes.tsv", tmp_path / "out" / "units.tsv"
     with raises_naming(second, "truncated or corrupt"):

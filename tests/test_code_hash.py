@@ -27,7 +27,8 @@ def test_closure_follows_imports_through_modules(package):
     package_dir = package / "unit_ablation"
     closure = module_closure(package / "plot_layer.py", package_dir)
     names = {path.relative_to(package_dir).as_posix() for path in closure}
-    # plot_layer.py imports glue and plots; plots imports correlation, which imports agreement;
+    # plot_layer.py imports glue and layer_figures, which imports style and correlation, which
+    # imports agreement;
     # each subpackage's __init__ runs first
     assert {
         "__init__.py",
@@ -36,7 +37,8 @@ def test_closure_follows_imports_through_modules(package):
         "runtime/__init__.py",
         "runtime/progress.py",
         "report/__init__.py",
-        "report/plots.py",
+        "report/layer_figures.py",
+        "report/style.py",
         "analysis/__init__.py",
         "analysis/correlation.py",
         "analysis/agreement.py",
@@ -78,7 +80,7 @@ def test_extra_modules_join_the_closure_with_their_own_imports():
     ("file", "old", "new", "changes"),
     [
         ("plot_layer.py", "import sys\n", "import sys  # a comment\n\n\n", False),
-        ("unit_ablation/report/plots.py", "import math\n", "# why math\nimport math\n", False),
+        ("unit_ablation/report/style.py", "import math\n", "# why math\nimport math\n", False),
         ("unit_ablation/analysis/correlation.py", "import logging\n", "import logging\nEDITED = 1\n", True),
         ("plot_layer.py", "dpi=snakemake.params.dpi", "dpi=2 * snakemake.params.dpi", True),
         ("unit_ablation/models/training.py", "import json\n", "import json\nEDITED = 1\n", False),  # unused
@@ -99,3 +101,11 @@ def test_hash_is_short_hex_and_stable():
     first = stage_code_hash(script, package_dir)
     assert first == stage_code_hash(script, package_dir) and len(first) == 16
     int(first, 16)
+
+
+def test_a_resumed_ablation_fingerprints_the_engine_it_ran():
+    from unit_ablation.stages import ablate
+
+    closure = module_closure(Path(ablate.__file__), ablate.PACKAGE_DIR, [model_module("fmnist_alexnet")])
+    ran = {PACKAGE_DIR / "engine" / "driver.py", PACKAGE_DIR / "models" / "fashion_alexnet.py"}
+    assert ran <= {path.resolve() for path in closure}

@@ -13,6 +13,7 @@ from torch import nn
 
 from unit_ablation.engine.basis import basis_matrix
 from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.models.fashion_alexnet import FashionAlexNet, build_model
 from unit_ablation.spec import cost
 from unit_ablation.spec.architecture import CONV_LAYERS, layer_units
@@ -41,7 +42,9 @@ def engine_run(spec: str, width: float, batchnorm: bool, plan: str = "auto") -> 
     model = random_model(width, batchnorm)
     images, labels = random_images()
     rotation = basis_matrix(model.unit_count(layer.layer), layer.rotation_seed)
-    counts = ablate_units(model, layer.layer, images, labels, UNITS, 10, rotation=rotation, plan=plan)
+    counts = ablate_units(
+        model, layer.layer, images, labels, UNITS, 10, rotation=rotation, options=AblationOptions(plan=plan)
+    )
     # head_flops = flops per copy * copies * images: integer-valued floats, so the division is exact
     return counts.plan, counts.head_flops / (len(UNITS) * IMAGES)
 

@@ -18,6 +18,7 @@ from unit_ablation.analysis.damage import (
     unit_table,
 )
 from unit_ablation.data.halves import evaluation_halves
+from unit_ablation.files.formats import stamped
 from unit_ablation.files.writing import write_tsv
 
 CLASSES = ["a", "b", "c"]
@@ -152,7 +153,7 @@ def _write_chunk(path, units, base):
         correct=base["correct"],
         **{key: base[key][:, : len(units)] for key in ("broken_half", "fixed_half", "newly", "no_longer")},
         **{key: base[key] for key in ("n_half", "correct_half", "predicted_half")},
-        metadata=np.array(json.dumps({"plan": "delta"})),
+        metadata=np.array(json.dumps(stamped("ablation chunk", {"plan": "delta"}))),
     )
 
 
@@ -184,7 +185,7 @@ def test_chunks_are_merged_in_unit_order(tmp_path):
             **{key: data[key][units] for key in ("broken", "fixed")},
             **{key: data[key][:, units] for key in ("broken_half", "fixed_half", "newly", "no_longer")},
             **{key: data[key] for key in ("n", "correct", "n_half", "correct_half", "predicted_half")},
-            metadata=np.array(json.dumps({"plan": "delta"})),
+            metadata=np.array(json.dumps(stamped("ablation chunk", {"plan": "delta"}))),
         )
     merged = load_chunks([tmp_path / "x.npz", tmp_path / "y.npz"])
     for key in set(CHUNK_SHAPES) - {"metadata"}:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.runtime.device import choose_device, image_batches, set_precision
 
 
@@ -67,7 +68,9 @@ def test_the_engine_and_the_reference_compute_in_the_precision_asked_for(precisi
     set_precision("exact" if precision == "fast" else "fast")  # the opposite, left by an earlier stage
     model = build_model(width=0.25).eval()
     images, labels = synthetic_images(8, seed=3)
-    driver.ablate_units(model, "conv5", images, labels, [0, 1], 10, precision=precision, batch_size=4)
-    naive.ablate_naive(model, "conv5", images, labels, [0], 10, precision=precision)
+    driver.ablate_units(
+        model, "conv5", images, labels, [0, 1], 10, options=AblationOptions(precision=precision, batch_size=4)
+    )
+    naive.ablate_naive(model, "conv5", images, labels, [0], 10, options=AblationOptions(precision=precision))
     tf32 = precision == "fast"
     assert seen == [("engine", tf32, tf32)] * 2 + [("naive", tf32, tf32)]

@@ -17,6 +17,7 @@ from unit_ablation.engine.counts import HALF_ARRAYS, count_changes
 from unit_ablation.engine.driver import ablate_units
 from unit_ablation.engine.graph_split import run_trunk, split_model
 from unit_ablation.engine.naive import ablate_naive
+from unit_ablation.engine.options import AblationOptions
 
 
 class GrayToRGB(nn.Module):
@@ -76,12 +77,17 @@ def assert_same_counts(
         units,
         10,
         rotation=rotation,
-        value=value,
-        device=device,
-        **engine_options,
+        options=AblationOptions(value=value, device=device, **engine_options),
     )
     naive = ablate_naive(
-        model, layer, images, labels, units, 10, rotation=rotation, value=value, batch_size=64, device=device
+        model,
+        layer,
+        images,
+        labels,
+        units,
+        10,
+        rotation=rotation,
+        options=AblationOptions(value=value, batch_size=64, device=device),
     )
     assert naive.broken.sum() + naive.fixed.sum() > 0, "the case must change some predictions"
     assert naive.newly.sum() > 0 and naive.broken_half[1].sum() + naive.fixed_half[1].sum() > 0
@@ -157,13 +163,19 @@ def test_builtin_model_plans_match_the_naive_reference(
 def test_every_applicable_plan_gives_the_same_counts(small_model):
     images, labels = synthetic_images(80, seed=33)
     units = list(range(small_model.unit_count("conv5")))
-    replay = ablate_units(small_model, "conv5", images, labels, units, 10, plan="head-replay")
-    delta = ablate_units(small_model, "conv5", images, labels, units, 10, plan="delta")
+    replay = ablate_units(
+        small_model, "conv5", images, labels, units, 10, options=AblationOptions(plan="head-replay")
+    )
+    delta = ablate_units(
+        small_model, "conv5", images, labels, units, 10, options=AblationOptions(plan="delta")
+    )
     assert replay.broken.sum() > 0
     for name in ("broken", "fixed", "correct", *HALF_ARRAYS):
         np.testing.assert_array_equal(getattr(delta, name), getattr(replay, name), err_msg=name)
     with pytest.raises(ValueError, match="closed-form"):
-        ablate_units(small_model, "conv5", images, labels, units, 10, plan="closed-form")
+        ablate_units(
+            small_model, "conv5", images, labels, units, 10, options=AblationOptions(plan="closed-form")
+        )
 
 
 def test_permuting_channels_with_their_weights_permutes_the_results(small_model):
@@ -194,14 +206,20 @@ def test_memory_budget_sets_the_copies_per_pass_and_oom_halves_them(small_model,
     images, labels = synthetic_images(60, seed=35)
     units = list(range(small_model.unit_count("conv4")))
     reference = ablate_units(
-        small_model, "conv4", images, labels, units, 10, plan="head-replay", batch_size=60
+        small_model,
+        "conv4",
+        images,
+        labels,
+        units,
+        10,
+        options=AblationOptions(plan="head-replay", batch_size=60),
     )
-    engine = AblationEngine(small_model, "conv4", plan="head-replay", memory_budget_mb=0.5)
+    engine = AblationEngine(small_model, "conv4", plan="head-replay", memory_mb=0.5)
     x = torch.from_numpy(images).float() / 255
     activation = engine.split.trunk(x)
     small = engine._group_size(activation, [], len(units))
     assert 1 <= small < len(units)
-    big = AblationEngine(small_model, "conv4", plan="head-replay", memory_budget_mb=4096)
+    big = AblationEngine(small_model, "conv4", plan="head-replay", memory_mb=4096)
     assert big._group_size(activation, [], len(units)) == len(units)
 
     calls = []
@@ -257,7 +275,9 @@ def test_out_of_memory_in_the_trunk_halves_the_image_batch_and_the_counts_stay_e
 
     images, labels = synthetic_images(70, seed=36)
     units = list(range(small_model.unit_count("conv5")))
-    reference = ablate_units(small_model, "conv5", images, labels, units, 10, batch_size=70)
+    reference = ablate_units(
+        small_model, "conv5", images, labels, units, 10, options=AblationOptions(batch_size=70)
+    )
     assert reference.broken.sum() > 0
     trunk = engine_module.run_trunk
     sizes = []
@@ -270,7 +290,9 @@ def test_out_of_memory_in_the_trunk_halves_the_image_batch_and_the_counts_stay_e
 
     monkeypatch.setattr(engine_module, "run_trunk", small_memory_trunk)
     with caplog.at_level(logging.WARNING):
-        counts = ablate_units(small_model, "conv5", images, labels, units, 10, batch_size=70)
+        counts = ablate_units(
+            small_model, "conv5", images, labels, units, 10, options=AblationOptions(batch_size=70)
+        )
     assert "a batch of 70 images: halving to 35" in caplog.text
     assert "a batch of 35 images: halving to 17" in caplog.text
     assert "a batch of 17 images: halving to 8" in caplog.text
@@ -283,4 +305,4 @@ def test_out_of_memory_in_the_trunk_halves_the_image_batch_and_the_counts_stay_e
 
     monkeypatch.setattr(engine_module, "run_trunk", no_memory_trunk)
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        ablate_units(small_model, "conv5", images, labels, units, 10, batch_size=4)
+        ablate_units(small_model, "conv5", images, labels, units, 10, options=AblationOptions(batch_size=4))

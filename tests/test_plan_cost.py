@@ -8,6 +8,7 @@ import torch
 from torchvision.models import get_model
 
 from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.models.fashion_alexnet import build_model
 from unit_ablation.spec import cost
 from unit_ablation.tools.plan_cost import PlanCost, plan_costs
@@ -36,7 +37,9 @@ def test_torchvision_alexnet_plans_are_ordered_and_match_the_engines_executed_fl
     assert heads == sorted(heads)  # fastest plan first
     images = np.random.default_rng(0).integers(0, 256, size=(6, 3, 64, 64)).astype(np.uint8)
     labels = np.arange(6) % 5
-    counts = ablate_units(model, "features.11", images, labels, [0, 3, 7], 5, batch_size=3)
+    counts = ablate_units(
+        model, "features.11", images, labels, [0, 3, 7], 5, options=AblationOptions(batch_size=3)
+    )
     assert counts.plan == "delta"
     assert counts.head_flops == costs[0].head_flops * 3 * 6  # 3 units x 6 images
 

@@ -21,6 +21,7 @@ from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
 from unit_ablation.engine import ablation_engine
 from unit_ablation.engine.counts import HALF_ARRAYS
 from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.engine.resume import PartialCounts, ProgressSaver, load_progress, progress_path
 from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.stages.ablate import ablate_chunk_to_file
@@ -39,13 +40,28 @@ def partial_of(images_done: int, units: int, classes: int, fill: int = 0) -> Par
 def test_counts_resumed_from_the_first_images_equal_one_uninterrupted_pass(small_model, value):
     images, labels = synthetic_images(90, seed=41)
     units = list(range(small_model.unit_count("conv4")))
-    options = dict(value=value, mean_images=images, units_per_pass=5)
-    whole = ablate_units(small_model, "conv4", images, labels, units, 10, batch_size=30, **options)
+
+    def options(batch_size: int) -> AblationOptions:
+        return AblationOptions(value=value, units_per_pass=5, batch_size=batch_size)
+
+    whole = ablate_units(
+        small_model, "conv4", images, labels, units, 10, options=options(30), mean_images=images
+    )
     assert whole.broken.sum() > 0 and whole.newly.sum() > 0
-    first = ablate_units(small_model, "conv4", images[:37], labels[:37], units, 10, batch_size=10, **options)
+    first = ablate_units(
+        small_model, "conv4", images[:37], labels[:37], units, 10, options=options(10), mean_images=images
+    )
     partial = PartialCounts.of(37, first)
     resumed = ablate_units(
-        small_model, "conv4", images, labels, units, 10, batch_size=20, resume=partial, **options
+        small_model,
+        "conv4",
+        images,
+        labels,
+        units,
+        10,
+        options=options(20),
+        mean_images=images,
+        resume=partial,
     )
     for name in ARRAYS:
         np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))
@@ -60,13 +76,16 @@ def chunk_inputs(tmp_path, idx_folder, _trained_models):
     return model_path, dataset_path
 
 
-CHUNK = dict(layer="conv5", units=list(range(8)), batch_size=5, units_per_pass=4, device="cpu")
+CHUNK = dict(
+    layer_spec="conv5", units=list(range(8)), options=AblationOptions(batch_size=5, units_per_pass=4)
+)
 
 # A job that saves after every batch and is slow enough to be killed in the middle.
 KILLED_JOB = """
 import sys, time
 sys.path.insert(0, {src!r})
 from unit_ablation.engine import resume
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.stages.ablate import ablate_chunk_to_file
 save = resume.ProgressSaver.save
 def slow_save(self, partial):

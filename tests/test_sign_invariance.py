@@ -29,6 +29,7 @@ from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
 from unit_ablation.engine.activations import layer_statistics
 from unit_ablation.engine.basis import basis_matrix, orient_rotation, random_rotation
 from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.stages.extract import extract_to_file
 
@@ -60,9 +61,7 @@ def test_flipping_directions_changes_no_damage_count(small_model, layer, flip, v
             list(range(units)),
             10,
             rotation=rotation,
-            value=value,
-            batch_size=60,
-            device="cpu",
+            options=AblationOptions(value=value, batch_size=60, device="cpu"),
         )
         for rotation in (q, flipped(q, FLIPS[flip](units)))
     )

@@ -19,6 +19,7 @@ from unit_ablation.engine.basis import basis_matrix
 from unit_ablation.engine.driver import ablate_units
 from unit_ablation.engine.graph_split import module_path, resolve_layer, run_trunk, split_model
 from unit_ablation.engine.naive import ablate_naive
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from unit_ablation.models.torchvision_classifier import (
     TorchvisionClassifier,
@@ -338,9 +339,7 @@ def test_engine_matches_the_naive_reference(zoo, name, layer, rotated, count, co
         units,
         NUM_CLASSES,
         rotation=rotation,
-        batch_size=8,
-        units_per_pass=3,
-        device=compute_device,
+        options=AblationOptions(batch_size=8, units_per_pass=3, device=compute_device),
     )
     naive = ablate_naive(
         model,
@@ -350,8 +349,7 @@ def test_engine_matches_the_naive_reference(zoo, name, layer, rotated, count, co
         units,
         NUM_CLASSES,
         rotation=rotation,
-        batch_size=count,
-        device=compute_device,
+        options=AblationOptions(batch_size=count, device=compute_device),
     )
     # exact: identical integer counts, no tolerance
     assert naive.broken.sum() + naive.fixed.sum() > 0, "the case must change some predictions"

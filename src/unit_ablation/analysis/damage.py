@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from unit_ablation.data.loading import load_class_names
+from unit_ablation.files.formats import check_format
 from unit_ablation.files.safe_load import CorruptFileError, check_shapes, load_npz, read_json_array
 from unit_ablation.files.writing import write_tsv
 
@@ -70,6 +71,7 @@ def load_chunk(path: str | Path) -> dict:
     check_shapes(path, chunk, CHUNK_SHAPES, what)
     check_counts(path, chunk, what)
     metadata = read_json_array(path, chunk["metadata"], "metadata", what)
+    check_format(path, metadata, what)
     if not isinstance(metadata, dict) or not isinstance(metadata.get("plan"), str):
         raise CorruptFileError(f"{path}: {what} metadata has no plan name: {metadata!r}")
     chunk["plan"] = metadata["plan"]

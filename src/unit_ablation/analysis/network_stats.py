@@ -8,7 +8,6 @@ unit, is the replicate for claims about training conditions (BN, dropout).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from unit_ablation.analysis.inference import (
     spearman_brown,
     spearman_z_se,
 )
+from unit_ablation.files.formats import read_model_metadata
 from unit_ablation.files.writing import write_tsv
 from unit_ablation.spec.layer_spec import parse_layer_spec
 
@@ -301,7 +301,7 @@ def network_statistics_to_file(
     concept_path: str | Path | None = None,
 ) -> None:
     """Write `results/{model}/statistics/{layer}.tsv`: the stage-one table of one network and layer."""
-    meta = json.loads(Path(metadata_path).read_text())
+    meta = read_model_metadata(metadata_path)
     attributes = pd.read_csv(attributes_path, sep="\t")
     if concept_path is not None:
         iou = pd.read_csv(concept_path, sep="\t")[["unit", "iou"]].rename(columns={"iou": "concept_iou"})

@@ -73,14 +73,14 @@ class AblationEngine:
         rotation: torch.Tensor | None = None,
         plan: str = "auto",
         units_per_pass: int | None = None,
-        memory_budget_mb: float | None = None,
+        memory_mb: float | None = None,
     ) -> None:
         self.split = split_model(model, layer)
         self.rotation = rotation
         self.parts: PlanParts = choose_plan(self.split, rotated=rotation is not None, requested=plan)
         self.plan = self.parts.name
         self.units_per_pass = units_per_pass
-        self.memory_budget_mb = memory_budget_mb
+        self.memory_mb = memory_mb
         self._copy_bytes: int | None = None
         self.flops_per_copy: float | None = None
         self.executed_flops = 0.0  # Linear/Conv2d FLOPs of the ablated copies
@@ -97,7 +97,7 @@ class AblationEngine:
                 self._copy_bytes = bytes_per_image(self.parts.tail, mixed, *side) + 4 * mixed.numel()
             else:
                 self._copy_bytes = 4 * self.parts.mixing.out_features
-        budget = memory_budget_bytes(activation.device, self.memory_budget_mb)
+        budget = memory_budget_bytes(activation.device, self.memory_mb)
         return max(1, min(units, budget // max(1, self._copy_bytes * activation.shape[0])))
 
     @torch.no_grad()

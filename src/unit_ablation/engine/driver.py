@@ -13,6 +13,7 @@ from torch import nn
 from unit_ablation.data.halves import evaluation_halves
 from unit_ablation.engine.ablation_engine import AblationEngine, is_out_of_memory
 from unit_ablation.engine.counts import UNIT_HALF_ARRAYS, AblationCounts, count_batch, finished_counts
+from unit_ablation.engine.options import DEFAULT_OPTIONS, AblationOptions
 from unit_ablation.engine.resume import (
     PartialCounts,
     ProgressSaver,
@@ -35,29 +36,25 @@ def ablate_units(
     units: list[int],
     num_classes: int,
     rotation: np.ndarray | None = None,
-    value: str = "zero",
-    batch_size: int = 500,
-    units_per_pass: int | None = None,
-    device: str | torch.device = "cpu",
+    options: AblationOptions = DEFAULT_OPTIONS,
     mean_images: np.ndarray | None = None,
-    plan: str = "auto",
-    memory_budget_mb: float | None = None,
-    precision: str = "exact",
     resume: PartialCounts | None = None,
     saver: ProgressSaver | None = None,
 ) -> AblationCounts:
     """The engine: counts for every unit in `units`, with the plan chosen for (model, layer, basis).
 
-    Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
-    `units_per_pass` fixes K, the ablated copies per pass; by default K follows the memory budget.
-    `precision` is `exact` (fp32, TF32 off) or `fast` (TF32 on GPUs that have it).
-    `resume` continues from the counts of a killed run's first images; `saver` saves the counts
-    so far when it is due (the counts are sums over images, so the result is the same).
+    `rotation` is the basis (None: the layer's own units). Mean ablation uses each unit's mean over
+    `mean_images` (default: the evaluated images). `options.units_per_pass` fixes K, the ablated
+    copies per pass; by default K follows `options.memory_mb`. `resume` continues from the counts
+    of a killed run's first images; `saver` saves the counts so far when it is due (the counts are
+    sums over images, so the result is the same).
     """
     device, q, values = prepare_ablation(
-        model, layer, images, rotation, value, batch_size, device, mean_images, precision
-    )
-    engine = AblationEngine(model, layer, q, plan, units_per_pass, memory_budget_mb)
+        model, layer, images, rotation, options.value, options.batch_size, options.device, mean_images,
+        options.precision,
+    )  # fmt: skip
+    engine = AblationEngine(model, layer, q, options.plan, options.units_per_pass, options.memory_mb)
+    batch_size = options.batch_size
     shapes = {key: (2, len(units), num_classes) for key in UNIT_HALF_ARRAYS}
     shapes |= {"correct_half": (2, num_classes), "predicted_half": (2, num_classes)}
     totals = {key: torch.zeros(shape, dtype=torch.long, device=device) for key, shape in shapes.items()}

@@ -13,6 +13,7 @@ from unit_ablation.data.halves import evaluation_halves
 from unit_ablation.engine.ablation_engine import ablate_directions
 from unit_ablation.engine.counts import AblationCounts, counts_from_predictions, finished_counts
 from unit_ablation.engine.graph_split import resolve_layer
+from unit_ablation.engine.options import DEFAULT_OPTIONS, AblationOptions
 from unit_ablation.engine.values import prepare_ablation
 from unit_ablation.runtime.device import (
     image_batches,
@@ -28,19 +29,19 @@ def ablate_naive(
     units: list[int],
     num_classes: int,
     rotation: np.ndarray | None = None,
-    value: str = "zero",
-    batch_size: int = 500,
-    device: str | torch.device = "cpu",
+    options: AblationOptions = DEFAULT_OPTIONS,
     mean_images: np.ndarray | None = None,
-    precision: str = "exact",
 ) -> AblationCounts:
     """Reference: a full forward pass per unit, with a hook that ablates the layer's output.
 
-    Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images).
+    Mean ablation uses each unit's mean over `mean_images` (default: the evaluated images). Of
+    the options, the plan, units_per_pass and memory_mb do not apply (one copy per pass).
     """
+    batch_size = options.batch_size
     device, q, values = prepare_ablation(
-        model, layer, images, rotation, value, batch_size, device, mean_images, precision
-    )
+        model, layer, images, rotation, options.value, batch_size, options.device, mean_images,
+        options.precision,
+    )  # fmt: skip
     module = resolve_layer(model, layer)
     labels = np.asarray(labels).astype(np.int64)
 

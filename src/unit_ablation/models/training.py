@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from unit_ablation.data.loading import load_dataset
+from unit_ablation.files.formats import stamped
 from unit_ablation.files.writing import atomic_path
 from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.models.fashion_alexnet import FashionAlexNet, build_model
@@ -173,6 +174,7 @@ def train_to_checkpoint(
         "threads": threads,
         **software_versions(),
     }
+    metadata = stamped("model metadata", metadata)
     save_checkpoint(model, checkpoint_path, metadata)
     with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
         json.dump(metadata, handle, indent=2, sort_keys=True)

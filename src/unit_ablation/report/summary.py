@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pandas as pd
 from unit_ablation.analysis.claims import claim_rows
 from unit_ablation.analysis.network_stats import concatenate_statistics
 from unit_ablation.analysis.verdicts import Criteria
+from unit_ablation.files.formats import read_model_metadata
 from unit_ablation.files.writing import atomic_path, write_tsv
 from unit_ablation.spec.layer_spec import parse_layer_spec
 
@@ -218,7 +218,7 @@ def summarize_to_file(
     for (model, layer), meta_path, units_path, corr_path, agreement_path in zip(
         entries, model_metadata_paths, unit_damage_paths, correlation_paths, agreement_paths, strict=True
     ):
-        meta = metas.setdefault(model, json.loads(Path(meta_path).read_text()))
+        meta = metas.setdefault(model, read_model_metadata(meta_path))
         correlation = correlations.setdefault(model, _with_model(pd.read_csv(corr_path, sep="\t"), meta))
         agreement = agreements.setdefault(model, _with_model(pd.read_csv(agreement_path, sep="\t"), meta))
         rows.append(summary_row(meta, layer, pd.read_csv(units_path, sep="\t"), correlation, agreement))

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from unit_ablation.data.loading import load_dataset
+from unit_ablation.files.formats import stamped
 from unit_ablation.files.writing import atomic_path
 from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.models.torchvision_classifier import build_torchvision
@@ -73,6 +74,7 @@ def prepare_pretrained_to_file(
         "precision": precision,
         **software_versions(),
     }
+    metadata = stamped("model metadata", metadata)
     save_checkpoint(model.cpu(), checkpoint_path, metadata)
     with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
         json.dump(metadata, handle, indent=2, sort_keys=True)

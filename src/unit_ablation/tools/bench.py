@@ -26,6 +26,7 @@ from unit_ablation.data.loading import load_dataset
 from unit_ablation.engine.driver import ablate_units
 from unit_ablation.engine.graph_split import run_trunk, split_model
 from unit_ablation.engine.naive import ablate_naive
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.models.checkpoint import load_model
 from unit_ablation.models.fashion_alexnet import build_model
 
@@ -105,11 +106,15 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     peak = matmul_peak_gflops()
 
     start = time.perf_counter()
-    engine = ablate_units(model, layer, images, labels, units, 10, batch_size=args.batch_size)
+    engine = ablate_units(
+        model, layer, images, labels, units, 10, options=AblationOptions(batch_size=args.batch_size)
+    )
     engine_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    naive = ablate_naive(model, layer, images, labels, subset, 10, batch_size=args.batch_size)
+    naive = ablate_naive(
+        model, layer, images, labels, subset, 10, options=AblationOptions(batch_size=args.batch_size)
+    )
     naive_subset_s = time.perf_counter() - start
     naive_s = naive_subset_s / len(subset) * units_total
 

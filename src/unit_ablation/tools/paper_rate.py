@@ -20,6 +20,7 @@ import torch
 
 from unit_ablation.engine.basis import random_rotation
 from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.options import AblationOptions
 from unit_ablation.models.torchvision_classifier import TorchvisionClassifier
 from unit_ablation.tools.plan_cost import PAPER_LAYERS, plan_costs
 
@@ -47,10 +48,10 @@ def measure_case(
     pixels = rng.integers(0, 256, size=(images, 3, size, size), dtype=np.uint8)
     labels = rng.integers(0, 1000, size=images)
     chosen = list(range(min(units, total_units)))
-    common = dict(rotation=rotation, device=device, precision=precision)
-    ablate_units(model, name, pixels[:1], labels[:1], chosen[:1], 1000, **common)  # warm-up
+    options = AblationOptions(device=device, precision=precision, batch_size=batch_size)
+    ablate_units(model, name, pixels[:1], labels[:1], chosen[:1], 1000, rotation, options)  # warm-up
     start = time.perf_counter()
-    counts = ablate_units(model, name, pixels, labels, chosen, 1000, batch_size=batch_size, **common)
+    counts = ablate_units(model, name, pixels, labels, chosen, 1000, rotation, options)
     seconds = time.perf_counter() - start
     cost = next(c for c in costs if c.plan == counts.plan)
     flops = images * cost.trunk_flops + counts.head_flops
