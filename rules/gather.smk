@@ -13,7 +13,7 @@ rule gather:
     log:
         "results/logs/gather/{model}/{layer}.log",
     conda:
-        "../envs/torch.yaml"
+        "../envs/analysis.yaml"
     threads: 1
     params:
         code=STUDY.code("gather.py"),

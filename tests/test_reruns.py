@@ -181,11 +181,28 @@ def test_comment_edits_in_scripts_and_library_plan_nothing(tiny_run, workflow_co
     assert dry_run(tiny_run, snakefile=workflow_copy / "Snakefile") == set()
 
 
-def test_editing_the_plotting_module_reruns_only_the_plots(tiny_run, workflow_copy):
-    plots = workflow_copy / "src" / "unit_ablation" / "report" / "plots.py"
-    plots.write_text(plots.read_text() + "\nEDITED = True\n")
+def test_editing_the_figure_style_reruns_only_the_plots(tiny_run, workflow_copy):
+    style = workflow_copy / "src" / "unit_ablation" / "report" / "style.py"
+    style.write_text(style.read_text() + "\nEDITED = True\n")
     planned = dry_run(tiny_run, snakefile=workflow_copy / "Snakefile")
     assert planned == of_rules(every_job(tiny_run), PLOTS)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "data/image_files.py",  # reading ImageNet-style image folders
+        "data/image_decode.py",
+        "data/broden.py",  # Network Dissection's concept data
+        "analysis/concepts.py",
+        "models/torchvision_classifier.py",  # the checkpoint loader imports it by name, for its models only
+        "models/fetch_weights.py",
+    ],
+)
+def test_editing_code_the_fashion_mnist_study_never_runs_reruns_nothing(tiny_run, workflow_copy, module):
+    path = workflow_copy / "src" / "unit_ablation" / module
+    path.write_text(path.read_text() + "\n\ndef added_function():\n    return 1\n")
+    assert dry_run(tiny_run, snakefile=workflow_copy / "Snakefile") == set()
 
 
 def test_editing_the_engine_reruns_ablation_and_downstream_only(tiny_run, workflow_copy):

@@ -19,7 +19,8 @@ import pytest
 import torch
 from conftest import PROJECT_ROOT
 
-from unit_ablation.files.safe_load import UnsafeCheckpointError, load_torch_file
+from unit_ablation.files.safe_load import UnsafeCheckpointError
+from unit_ablation.files.torch_files import load_torch_file
 from unit_ablation.models.checkpoint import load_model, save_checkpoint
 from unit_ablation.models.fashion_alexnet import build_model
 from unit_ablation.models.torchvision_classifier import TorchvisionClassifier, load_weights

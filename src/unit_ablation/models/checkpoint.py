@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from unit_ablation.files.safe_load import CorruptFileError, load_torch_file
+from unit_ablation.files.safe_load import CorruptFileError
+from unit_ablation.files.torch_files import load_torch_file
 from unit_ablation.files.writing import atomic_path
 from unit_ablation.spec.model_classes import MODEL_MODULES, model_module
 

@@ -17,7 +17,8 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from unit_ablation.files.safe_load import CorruptFileError, load_torch_file
+from unit_ablation.files.safe_load import CorruptFileError
+from unit_ablation.files.torch_files import load_torch_file
 from unit_ablation.models.normalize import Normalize
 from unit_ablation.spec.zoo_layers import (
     CROP,
