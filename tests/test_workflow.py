@@ -14,6 +14,8 @@ import yaml
 from snakemake.utils import validate
 from workflow_runs import PROJECT_ROOT, scheduled_jobs, snakemake
 
+from unit_ablation.files.formats import FORMAT_KEY, FORMATS
+
 pytestmark = pytest.mark.integration
 MODELS = ["fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0"]
 LAYERS = ["conv4", "conv4@rot0", "conv5", "conv5@rot0"]
@@ -40,10 +42,11 @@ def test_every_contract_file_exists(tiny_run):
     missing = [name for name in expected if not (results / name).is_file()]
     assert not missing
     metadata = json.loads((results / "models" / f"{MODELS[0]}.json").read_text())
-    for key in ("architecture", "variant", "training", "data_checksum", "seed", "test_accuracy"):
+    for key in (FORMAT_KEY, "architecture", "variant", "training", "data_checksum", "seed", "test_accuracy"):
         assert key in metadata
     assert metadata["training"]["epochs"] == 1 and metadata["variant"] == "baseline"
     recorded = yaml.safe_load((results / "config.yaml").read_text())
+    assert recorded.pop(FORMAT_KEY) == FORMATS["study config"]
     given = yaml.safe_load((tiny_run / "config.yaml").read_text())
     validate(given, str(PROJECT_ROOT / "schemas" / "config.schema.yaml"))  # fills in the defaults
     assert recorded == given and given["ablation"]["precision"] == "exact"  # the config this run used
