@@ -214,8 +214,14 @@ class Study:
         if package / "models" / "checkpoint.py" not in module_closure(path, package):
             return stage_code_hash(path, package)
 
+        # one hash per architecture, not per job: a dry run of thousands of jobs parses each module once
+        hashes = {
+            arch: stage_code_hash(path, package, [model_module(arch)])
+            for arch in {self.model_arch(model) for model in self.models}
+        }
+
         def per_model(wildcards: Any) -> str:
-            return stage_code_hash(path, package, [model_module(self.model_arch(wildcards.model))])
+            return hashes[self.model_arch(wildcards.model)]
 
         return per_model
 
