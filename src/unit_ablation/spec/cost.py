@@ -1,7 +1,7 @@
 """Torch-free cost model of an ablate job on the built-in model, for sizing chunks at parse time.
 
 FLOPs count multiply-adds as 2 FLOPs, of Linear and Conv2d layers only (ReLU, pooling,
-BatchNorm and dropout are free), the convention of `unit_ablation.engine.plans.head_flops_per_copy`.
+BatchNorm and dropout are free), the convention of `unit_ablation.engine.plans.Plan.flops`.
 The counts follow from `unit_ablation.spec.architecture` alone: FashionAlexNet on 1 x 28 x 28 images
 with 10 classes; 3x3 convolutions with padding 1; 2x2 max-pools after conv1, conv2 and conv5
 (28 -> 14 -> 7 -> 3); fc6 (conv5 x 3 x 3 -> fc), fc7 (fc -> fc), fc8 (fc -> 10).
@@ -29,7 +29,6 @@ IN_CHANNELS = 1
 IMAGE_SIZE = 28
 KERNEL_AREA = 3 * 3
 POOLED_AFTER = ("conv1", "conv2", "conv5")  # 2x2 max-pool (floor) after these layers
-
 
 
 def _check_width(width: float) -> None:

@@ -1,7 +1,7 @@
 """What an ablation study costs, per plan, in the engine's own FLOP counts (any fx-traceable model).
 
-FLOPs are multiply-adds x 2 of Conv2d and Linear layers, as `plans.head_flops_per_copy` counts
-them. A job over `images` images and `units` units costs about
+FLOPs are multiply-adds x 2 of Conv2d and Linear layers, as the engine's plans count them
+(`Plan.flops`). A job over `images` images and `units` units costs about
 `images * (trunk + units * head)`: the trunk runs once per image, the head once per ablated copy.
 
     python -m unit_ablation.plan_cost            # the paper's layers on 50,000 images at 224 x 224
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from unit_ablation.engine.graph_split import run_trunk, split_model
-from unit_ablation.engine.plans import choose_plan, head_flops_per_copy, mixing_flops
+from unit_ablation.engine.plans import choose_plan, mixing_flops
 from unit_ablation.spec.plans import ENGINE_PLANS
 
 # (architecture, layer module path, name in the paper) of the paper-scale studies
@@ -71,10 +71,10 @@ def plan_costs(
     costs = []
     for name in ENGINE_PLANS:
         try:
-            parts = choose_plan(split, rotated=rotated, requested=name)
+            plan = choose_plan(split, rotated=rotated, requested=name)
         except ValueError:
             continue
-        costs.append(PlanCost(name, trunk, head_flops_per_copy(parts, split, activation, side)))
+        costs.append(PlanCost(name, trunk, plan.flops(activation, side)))
     costs.append(PlanCost("naive", trunk, forward_flops(model, lambda: model(image))))
     return costs
 
