@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 SNAKEMAKE_ARGS ?=
+TEST_WORKERS ?= auto
 
 .PHONY: run test env test-env data lint report clean
 
@@ -15,8 +16,9 @@ run: env data
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(SNAKEMAKE_ARGS)
 	@echo "Results in results/, report in results/report.html"
 
+# Tests that share a workflow run stay on one pytest-xdist worker (tests/conftest.py).
 test: test-env data
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup
 
 env: $(VENV)/.runtime-installed
 

@@ -3,9 +3,9 @@ rule ablate:
         model="results/models/{model}.pt",
         dataset=STUDY.dataset,
     output:
-        "results/{model}/ablation/chunks/{layer}/{chunk}.npz",
+        "results/{model}/ablation/chunks/{layer_spec}/{chunk}.npz",
     log:
-        "results/logs/ablate/{model}/{layer}/{chunk}.log",
+        "results/logs/ablate/{model}/{layer_spec}/{chunk}.log",
     cache: True
     conda:
         "../envs/torch.yaml"
@@ -15,12 +15,12 @@ rule ablate:
     params:
         code=STUDY.code("ablate.py"),
         model="{model}",
-        layer="{layer}",
+        layer_spec="{layer_spec}",
         chunk="{chunk}",
         units=lambda wildcards: chunk_units(wildcards.chunk),
-        value=lambda wildcards: STUDY.spec_value(wildcards.layer),
+        value=lambda wildcards: STUDY.spec_value(wildcards.layer_spec),
         mean_split=lambda wildcards: STUDY.mean_ablation_split(
-            STUDY.spec_value(wildcards.layer)
+            STUDY.spec_value(wildcards.layer_spec)
         ),
         batch_size=int(config["ablation"]["batch_size"]),
         units_per_pass=auto_or_number(config["ablation"]["units_per_pass"], int),

@@ -3,7 +3,11 @@
 # Runs at parse time on the submit host and in every cluster job: keep it cheap (no torch).
 from snakemake.logging import logger
 
-from unit_ablation.spec.layer_spec import WILDCARD_PATTERN, parse_layer_spec
+from unit_ablation.spec.layer_spec import (
+    LAYER_PATTERN,
+    LAYER_SPEC_PATTERN,
+    parse_layer_spec,
+)
 from unit_ablation.workflow.study import (
     Study,
     attributes_of,
@@ -17,9 +21,11 @@ from unit_ablation.workflow.study import (
 STUDY = Study(config, CHECKOUT)
 
 
+# {layer_spec}: a layer spec (conv5, conv5@rot0, conv5+mean); {layer}: a layer (cumulative ablation)
 wildcard_constraints:
     model=r"[A-Za-z0-9-]+",
-    layer=WILDCARD_PATTERN,
+    layer_spec=LAYER_SPEC_PATTERN,
+    layer=LAYER_PATTERN,
     chunk=r"[0-9]+-[0-9]+",
 
 

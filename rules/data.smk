@@ -16,7 +16,7 @@ if STUDY.source == "fashion-mnist":
             heldout_size=int(config["data"]["heldout_size"]),
             train_size=optional_int(config["data"].get("train_size")),
             test_size=optional_int(config["data"].get("test_size")),
-            seed=int(config["data"]["split_seed"]),
+            split_seed=int(config["data"]["split_seed"]),
         script:
             "../scripts/prepare_data.py"
 

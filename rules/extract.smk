@@ -3,9 +3,9 @@ rule extract:
         model="results/models/{model}.pt",
         dataset=STUDY.dataset,
     output:
-        "results/{model}/activations/{layer}.npz",
+        "results/{model}/activations/{layer_spec}.npz",
     log:
-        "results/logs/extract/{model}/{layer}.log",
+        "results/logs/extract/{model}/{layer_spec}.log",
     cache: True
     conda:
         "../envs/torch.yaml"
@@ -15,7 +15,7 @@ rule extract:
     params:
         code=STUDY.code("extract.py"),
         model="{model}",
-        layer="{layer}",
+        layer_spec="{layer_spec}",
         attribute_split=config["analysis"]["attribute_split"],
         device=config["ablation"]["device"],
         precision=config["ablation"]["precision"],

@@ -4,8 +4,8 @@
 rule plot_overview:
     input:
         [
-            f"results/{model}/ablation/{layer}.units.tsv"
-            for model, layer in STUDY.model_and_layer_pairs()
+            f"results/{model}/ablation/{layer_spec}.units.tsv"
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
         ],
     output:
         png=report(
@@ -21,7 +21,10 @@ rule plot_overview:
     threads: 1
     params:
         code=STUDY.code("plot_overview.py"),
-        labels=[[model, layer] for model, layer in STUDY.model_and_layer_pairs()],
+        labels=[
+            [model, layer_spec]
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
+        ],
         dpi=int(config["plots"]["dpi"]),
     script:
         "../scripts/plot_overview.py"
@@ -30,9 +33,9 @@ rule plot_overview:
 rule plot_sorted_units:
     input:
         lambda wildcards: expand(
-            "results/{model}/ablation/{layer}.units.tsv",
+            "results/{model}/ablation/{layer_spec}.units.tsv",
             model=wildcards.model,
-            layer=STUDY.layer_specs[wildcards.model],
+            layer_spec=STUDY.layer_specs[wildcards.model],
         ),
     output:
         png=report(
@@ -48,7 +51,7 @@ rule plot_sorted_units:
     threads: 1
     params:
         code=STUDY.code("plot_sorted_units.py"),
-        layers=lambda wildcards: STUDY.layer_specs[wildcards.model],
+        layer_specs=lambda wildcards: STUDY.layer_specs[wildcards.model],
         title="{model}",
         dpi=int(config["plots"]["dpi"]),
     script:
@@ -58,33 +61,33 @@ rule plot_sorted_units:
 rule plot_layer:
     input:
         attributes=attributes_of("units"),
-        damage="results/{model}/ablation/{layer}.units.tsv",
-        class_damage="results/{model}/ablation/{layer}.classes.tsv",
-        correlation="results/{model}/correlation/{layer}.tsv",
+        damage="results/{model}/ablation/{layer_spec}.units.tsv",
+        class_damage="results/{model}/ablation/{layer_spec}.classes.tsv",
+        correlation="results/{model}/correlation/{layer_spec}.tsv",
     output:
         attributes=report(
-            "results/figures/{model}.{layer}.attributes.png",
+            "results/figures/{model}.{layer_spec}.attributes.png",
             caption="../report/attributes.rst",
             category="3. Attributes vs damage",
             subcategory="{model}",
         ),
-        attributes_pdf="results/figures/{model}.{layer}.attributes.pdf",
+        attributes_pdf="results/figures/{model}.{layer_spec}.attributes.pdf",
         heatmap=report(
-            "results/figures/{model}.{layer}.heatmap.png",
+            "results/figures/{model}.{layer_spec}.heatmap.png",
             caption="../report/heatmap.rst",
             category="4. Class damage heatmaps",
             subcategory="{model}",
         ),
-        heatmap_pdf="results/figures/{model}.{layer}.heatmap.pdf",
+        heatmap_pdf="results/figures/{model}.{layer_spec}.heatmap.pdf",
     log:
-        "results/logs/plot_layer/{model}/{layer}.log",
+        "results/logs/plot_layer/{model}/{layer_spec}.log",
     conda:
         "../envs/analysis.yaml"
     threads: 1
     params:
         code=STUDY.code("plot_layer.py"),
-        layer="{layer}",
-        title="{model} {layer}",
+        layer_spec="{layer_spec}",
+        title="{model} {layer_spec}",
         dpi=int(config["plots"]["dpi"]),
         heatmap_units=int(config["plots"]["heatmap_units"]),
     script:
@@ -94,16 +97,16 @@ rule plot_layer:
 rule plot_comparison:
     input:
         units=[
-            f"results/{model}/ablation/{layer}.units.tsv"
-            for model, layer in STUDY.model_and_layer_pairs()
+            f"results/{model}/ablation/{layer_spec}.units.tsv"
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
         ],
         attributes=[
-            f"results/{model}/attributes/{parse_layer_spec(layer).attribute_spec}.tsv"
-            for model, layer in STUDY.model_and_layer_pairs()
+            f"results/{model}/attributes/{parse_layer_spec(layer_spec).attribute_spec}.tsv"
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
         ],
         correlations=[
             f"results/{model}/correlation.tsv"
-            for model, _ in STUDY.model_and_layer_pairs()
+            for model, _ in STUDY.model_and_layer_spec_pairs()
         ],
     output:
         png=report(
@@ -120,8 +123,8 @@ rule plot_comparison:
     params:
         code=STUDY.code("plot_comparison.py"),
         entries=[
-            [model, STUDY.models[model][0], layer]
-            for model, layer in STUDY.model_and_layer_pairs()
+            [model, STUDY.models[model][0], layer_spec]
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
         ],
         dpi=int(config["plots"]["dpi"]),
     script:
@@ -130,7 +133,10 @@ rule plot_comparison:
 
 rule plot_agreement:
     input:
-        [f"results/{model}/agreement.tsv" for model, _ in STUDY.model_and_layer_pairs()],
+        [
+            f"results/{model}/agreement.tsv"
+            for model, _ in STUDY.model_and_layer_spec_pairs()
+        ],
     output:
         png=report(
             "results/figures/selective_vs_damaged_class.png",
@@ -145,7 +151,10 @@ rule plot_agreement:
     threads: 1
     params:
         code=STUDY.code("plot_agreement.py"),
-        entries=[[model, layer] for model, layer in STUDY.model_and_layer_pairs()],
+        entries=[
+            [model, layer_spec]
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
+        ],
         dpi=int(config["plots"]["dpi"]),
     script:
         "../scripts/plot_agreement.py"
@@ -176,8 +185,8 @@ rule plot_cumulative:
 rule plot_network_effects:
     input:
         [
-            f"results/{model}/statistics/{layer}.tsv"
-            for model, layer in STUDY.model_and_layer_pairs()
+            f"results/{model}/statistics/{layer_spec}.tsv"
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
         ],
     output:
         png=report(

@@ -13,7 +13,7 @@ rule fetch_weights:
         code=STUDY.code("fetch_weights.py"),
         arch="{arch}",
         enum="{enum}",
-        mirror=config["weights_mirror"],
+        weights_mirror=config["weights_mirror"],
     script:
         "../scripts/fetch_weights.py"
 

@@ -2,23 +2,23 @@ rule summarize:
     input:
         metadata=[
             f"results/models/{model}.json"
-            for model, _ in STUDY.model_and_layer_pairs()
+            for model, _ in STUDY.model_and_layer_spec_pairs()
         ],
         damage=[
-            f"results/{model}/ablation/{layer}.units.tsv"
-            for model, layer in STUDY.model_and_layer_pairs()
+            f"results/{model}/ablation/{layer_spec}.units.tsv"
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
         ],
         correlations=[
             f"results/{model}/correlation.tsv"
-            for model, _ in STUDY.model_and_layer_pairs()
+            for model, _ in STUDY.model_and_layer_spec_pairs()
         ],
         agreement=[
             f"results/{model}/agreement.tsv"
-            for model, _ in STUDY.model_and_layer_pairs()
+            for model, _ in STUDY.model_and_layer_spec_pairs()
         ],
         statistics=[
-            f"results/{model}/statistics/{layer}.tsv"
-            for model, layer in STUDY.model_and_layer_pairs()
+            f"results/{model}/statistics/{layer_spec}.tsv"
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
         ],
         cumulative=STUDY.cumulative_tables(),
     output:
@@ -49,7 +49,10 @@ rule summarize:
     threads: 1
     params:
         code=STUDY.code("summarize.py"),
-        entries=[[model, layer] for model, layer in STUDY.model_and_layer_pairs()],
+        entries=[
+            [model, layer_spec]
+            for model, layer_spec in STUDY.model_and_layer_spec_pairs()
+        ],
         reference_variant=STUDY.reference_variant(),
         criteria=STUDY.claim_criteria(),
     script:

@@ -12,7 +12,7 @@ run_stage(
     model_path=snakemake.input.model,
     dataset_path=snakemake.input.dataset,
     output=snakemake.output[0],
-    layer_spec=params.layer,
+    layer_spec=params.layer_spec,
     units=params.units,
     options=AblationOptions(
         value=params.value,

@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.analysis.attributes import attributes_to_files
+from unit_ablation.stages.attributes import attributes_to_files
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(
@@ -11,5 +11,5 @@ run_stage(
     model_path=snakemake.input.model,
     units_output=snakemake.output.units,
     classes_output=snakemake.output.classes,
-    layer=snakemake.params.layer,
+    layer_spec=snakemake.params.layer_spec,
 )

@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.analysis.correlation import combine_to_file
+from unit_ablation.stages.combine_correlations import combine_to_file
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(

@@ -1,13 +1,13 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.analysis.correlation import correlate_to_file
+from unit_ablation.stages.correlate import correlate_to_file
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(
     snakemake,
     correlate_to_file,
-    layers=[snakemake.params.layer],
+    layer_specs=[snakemake.params.layer_spec],
     attribute_paths=[snakemake.input.attributes],
     class_attribute_paths=[snakemake.input.class_attributes],
     damage_paths=[snakemake.input.damage],

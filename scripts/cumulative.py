@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.analysis.cumulative import cumulative_to_file
+from unit_ablation.stages.cumulative import cumulative_to_file
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(

@@ -1,12 +1,12 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.data.image_decode import decode_image_set
+from unit_ablation.stages.decode_images import decode_images_to_folder
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(
     snakemake,
-    decode_image_set,
+    decode_images_to_folder,
     image_set=snakemake.params.image_set,
     output_dir=snakemake.output[0],
     resize=snakemake.params.resize,

@@ -10,7 +10,7 @@ run_stage(
     model_path=snakemake.input.model,
     dataset_path=snakemake.input.dataset,
     output=snakemake.output[0],
-    layer=snakemake.params.layer,
+    layer_spec=snakemake.params.layer_spec,
     attribute_split=snakemake.params.attribute_split,
     threads=snakemake.threads,
     device=snakemake.params.device,

@@ -1,13 +1,14 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.models.fetch_weights import fetch_weights, weights_url
+from unit_ablation.stages.fetch_weights import fetch_weights_to_file
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(
     snakemake,
-    fetch_weights,
-    url=weights_url(snakemake.params.arch, snakemake.params.enum),
+    fetch_weights_to_file,
+    arch=snakemake.params.arch,
+    enum=snakemake.params.enum,
     output=snakemake.output[0],
-    mirror=snakemake.params.mirror,
+    weights_mirror=snakemake.params.weights_mirror,
 )

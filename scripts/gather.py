@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.analysis.damage import gather_to_files
+from unit_ablation.stages.gather import gather_to_files
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(
@@ -11,7 +11,7 @@ run_stage(
     class_names_source=snakemake.input.dataset,
     classes_output=snakemake.output.classes,
     units_output=snakemake.output.units,
-    thresholds=snakemake.params.thresholds,
+    damage_thresholds=snakemake.params.damage_thresholds,
     fdr_alpha=snakemake.params.fdr_alpha,
     fdr_method=snakemake.params.fdr_method,
 )

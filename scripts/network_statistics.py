@@ -1,7 +1,8 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.analysis.network_stats import NetworkOptions, network_statistics_to_file
+from unit_ablation.analysis.network_stats import NetworkOptions
+from unit_ablation.stages.network_statistics import network_statistics_to_file
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(
@@ -13,7 +14,7 @@ run_stage(
     damage_path=snakemake.input.damage,
     class_damage_path=snakemake.input.class_damage,
     output=snakemake.output[0],
-    layer=snakemake.params.layer,
+    layer_spec=snakemake.params.layer_spec,
     options=NetworkOptions(**snakemake.params.options),
     concept_path=snakemake.input.concepts or None,
 )

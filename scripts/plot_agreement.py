@@ -1,14 +1,14 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.report.study_figures import agreement_figure
+from unit_ablation.stages.plot_agreement import plot_agreement_to_files
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(
     snakemake,
-    agreement_figure,
+    plot_agreement_to_files,
     entries=[tuple(entry) for entry in snakemake.params.entries],
-    agreement_tables=list(snakemake.input),
+    agreement_paths=list(snakemake.input),
     outputs=[snakemake.output.png, snakemake.output.pdf],
     dpi=snakemake.params.dpi,
 )

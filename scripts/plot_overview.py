@@ -1,14 +1,14 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.report.unit_figures import overview_figure
+from unit_ablation.stages.plot_overview import plot_overview_to_files
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(
     snakemake,
-    overview_figure,
+    plot_overview_to_files,
     labels=[tuple(label) for label in snakemake.params.labels],
-    unit_tables=list(snakemake.input),
+    unit_paths=list(snakemake.input),
     outputs=[snakemake.output.png, snakemake.output.pdf],
     dpi=snakemake.params.dpi,
 )

@@ -11,7 +11,7 @@ run_stage(
     arch=snakemake.params.arch,
     num_classes=snakemake.params.num_classes,
     weights_path=snakemake.input.weights or None,
-    weights_source=snakemake.params.weights,
+    weights=snakemake.params.weights,
     dataset_path=snakemake.input.dataset,
     checkpoint_path=snakemake.output.model,
     metadata_path=snakemake.output.metadata,

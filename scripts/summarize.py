@@ -2,7 +2,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
 from unit_ablation.analysis.verdicts import Criteria
-from unit_ablation.report.summary import summarize_to_file
+from unit_ablation.stages.summarize import summarize_to_file
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(

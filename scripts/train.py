@@ -1,7 +1,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
-from unit_ablation.models.training import train_to_checkpoint
+from unit_ablation.stages.train import train_to_checkpoint
 from unit_ablation.workflow.glue import run_stage
 
 run_stage(
@@ -12,6 +12,6 @@ run_stage(
     metadata_path=snakemake.output.metadata,
     model_name=snakemake.params.model,
     variant=snakemake.params.variant,
-    config=snakemake.params.train,
+    train=snakemake.params.train,
     threads=snakemake.threads,
 )

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import copy
-import gzip
+import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from unit_ablation.models.training import TrainConfig, train_model
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def synthetic_images(count: int, seed: int, num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 28x28 images whose class shows as a bright bar at a class-specific row, plus noise."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, num_classes, size=count)
-    images = rng.integers(0, 60, size=(count, 1, 28, 28)).astype(np.uint8)
-    for i, label in enumerate(labels):
-        row = 2 + 2 * int(label)
-        images[i, 0, row : row + 2, 4:24] = 230
-    return images, labels.astype(np.int64)
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzipped IDX file."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+from support.synthetic import synthetic_images, write_idx
 
 
 @pytest.fixture
@@ -77,13 +58,47 @@ def small_model(request: pytest.FixtureRequest, _trained_models) -> torch.nn.Mod
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A complete run of the tiny config (and its report) in a temporary directory."""
-    from workflow_runs import TINY_CONFIG, snakemake
+    """A complete run of the tiny config and its report, in a temporary project folder that deploys
+    the workflow as a Snakemake module (no schemas/, src/ or scripts/ of its own).
+
+    Tests that use it run the checkout's Snakefile on it directly, which must plan nothing new.
+    """
+    from support.workflow_runs import MODULE_SNAKEFILE, TINY_CONFIG, snakemake
 
     workdir = tmp_path_factory.mktemp("tiny")
     shutil.copy(TINY_CONFIG, workdir / "config.yaml")
-    result = snakemake(workdir)
+    snakefile = workdir / "Snakefile"
+    snakefile.write_text(MODULE_SNAKEFILE)
+    result = snakemake(workdir, snakefile=snakefile)
     assert result.returncode == 0, result.stderr[-5000:]
-    report = snakemake(workdir, "--report", "results/report.html")
+    report = snakemake(workdir, "--report", "results/report.html", snakefile=snakefile)
     assert report.returncode == 0, report.stderr[-3000:]
     return workdir
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per worker: with -n auto the workers already keep every core busy, and more
+    # threads than cores make torch's thread pools spin against each other
+    torch.set_num_threads(1)
+
+# Groups that hold whole workflow runs, longest first: xdist hands out groups in collection order,
+# so these start at once instead of after the unit tests.
+LONG_GROUPS = (
+    "tiny_run",
+    "tests/workflow/test_slurm.py",
+    "tests/workflow/test_pretrained_workflow.py",
+    "tests/workflow/test_cache.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (`make test` runs `-n auto --dist loadgroup`), tests that share a run stay on
+    one worker, so that it runs once: the session's tiny run, and each file's module-scoped runs."""
+    groups = {}
+    for item in items:
+        group = "tiny_run" if "tiny_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group
+    rank = {group: index for index, group in enumerate(LONG_GROUPS)}
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(LONG_GROUPS)))

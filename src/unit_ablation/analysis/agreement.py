@@ -35,7 +35,11 @@ def agreement(selective: np.ndarray, damage: np.ndarray, permutations: int, seed
 
 
 def layer_agreement(
-    layer: str, class_attributes: pd.DataFrame, class_damage: pd.DataFrame, permutations: int, seed: int
+    layer_spec: str,
+    class_attributes: pd.DataFrame,
+    class_damage: pd.DataFrame,
+    permutations: int,
+    seed: int,
 ) -> dict:
     """Agreement for one layer spec; units that are dead or whose ablation hurts no class are left out."""
     means = class_attributes.pivot(index="unit", columns="class_index", values="class_mean")
@@ -44,9 +48,9 @@ def layer_agreement(
     drop_values = drops.to_numpy()
     usable = (drop_values.max(axis=1) > 0) & (np.abs(means.to_numpy()).sum(axis=1) > 0)
     selective = means.to_numpy().argmax(axis=1)[usable]
-    spec = parse_layer_spec(layer)
+    spec = parse_layer_spec(layer_spec)
     return {
-        "layer_spec": layer,
+        "layer_spec": layer_spec,
         "layer": spec.label,
         "basis": spec.basis,
         **agreement(selective, drop_values[usable], permutations, seed),

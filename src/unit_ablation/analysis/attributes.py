@@ -5,18 +5,12 @@ Rotated coordinates are oriented (q_j^T mu >= 0) before any attribute is compute
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from unit_ablation.files.safe_load import CorruptFileError, check_shapes, load_npz
-from unit_ablation.files.writing import write_tsv
-from unit_ablation.models.checkpoint import check_num_classes, load_model
-from unit_ablation.spec.layer_spec import parse_layer_spec
-
-log = logging.getLogger(__name__)
 
 SELECTIVITY_EPS = 1e-7
 
@@ -248,7 +242,7 @@ ACTIVATION_SHAPES: dict[str, tuple[str, ...]] = {
 
 
 def load_activations(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays `activations.extract_to_file` writes, with their keys, shapes and labels checked.
+    """The arrays `stages.extract.extract_to_file` writes, with their keys, shapes and labels checked.
 
     Raises CorruptFileError naming the file when it is missing, truncated, corrupt, lacks an
     array or holds arrays of inconsistent shapes.
@@ -266,46 +260,3 @@ def load_activations(path: str | Path) -> dict[str, np.ndarray]:
                 f"class indices 0..{sizes['classes'] - 1}"
             )
     return data
-
-
-def attributes_to_files(
-    activations_path: str | Path,
-    model_path: str | Path,
-    units_output: str | Path,
-    classes_output: str | Path,
-    layer: str,
-) -> None:
-    """Compute the attribute tables of one (model, layer spec) from its extracted activations."""
-    spec = parse_layer_spec(layer)
-    model = load_model(model_path)
-    data = load_activations(activations_path)
-    units = model.unit_count(spec.layer)
-    if data["attr_mean"].shape[1] != units:
-        raise CorruptFileError(
-            f"{activations_path}: activations have {data['attr_mean'].shape[1]} units, but layer {layer} of "
-            f"checkpoint {model_path} has {units} (extracted from another model or layer?)"
-        )
-    check_num_classes(model, model_path, len(data["class_names"]), activations_path, "activations file")
-    rotation = data.get("rotation")
-    per_unit, per_class = unit_attributes(
-        mean=data["attr_mean"].astype(np.float64),
-        maximum=data["attr_max"].astype(np.float64),
-        zero_fraction=data["attr_zero_fraction"],
-        logits=data["attr_logits"].astype(np.float64),
-        labels=data["attr_labels"],
-        class_names=[str(name) for name in data["class_names"]],
-        weight_in=model.incoming_weight(spec.layer).detach().numpy().astype(np.float64),
-        weight_out=model.outgoing_weight(spec.layer).detach().numpy().astype(np.float64),
-        rotation=rotation,
-        minimum=data["attr_min"].astype(np.float64),
-    )
-    log.info(
-        "%s: %d units, %d dead, %d directions flipped to q^T mu >= 0, median selectivity %.3f",
-        layer,
-        len(per_unit),
-        int(per_unit.dead.sum()),
-        int((per_unit.orientation < 0).sum()),
-        float(per_unit.class_selectivity.median()),
-    )
-    write_tsv(per_unit, units_output)
-    write_tsv(per_class, classes_output)

@@ -263,7 +263,7 @@ def layer_activations(
 def concept_iou(
     model: nn.Module,
     layer_spec: str,
-    broden_root: str | Path,
+    root: str | Path,
     batch_size: int = 64,
     quantile: float = 0.005,
     detector_iou: float = 0.04,
@@ -271,7 +271,7 @@ def concept_iou(
     size: int = 28,
     orientation: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Network Dissection of one layer spec (`conv5`, `conv5@rot0`) on a Broden data set.
+    """Network Dissection of one layer spec (`conv5`, `conv5@rot0`) on the Broden data set at `root`.
 
     Returns (unit table: unit, concept, category, iou, detector; pairs table: unit, concept,
     category, iou for every pair with a nonzero union). Images are fed as `channels` x `size`^2.
@@ -279,7 +279,7 @@ def concept_iou(
     orientation the attributes use: a top-quantile threshold depends on the direction's sign.
     """
     spec = parse_layer_spec(layer_spec)
-    index = read_broden(broden_root)
+    index = read_broden(root)
     if not index.rows:
         raise ValueError(f"{index.root / 'index.csv'} lists no images")
     activations = layer_activations(model, spec, index, batch_size, channels, size)

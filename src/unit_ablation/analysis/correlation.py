@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from unit_ablation.analysis.agreement import layer_agreement
-from unit_ablation.files.writing import concatenate_tsv, write_tsv
 from unit_ablation.spec.layer_spec import parse_layer_spec
-
-log = logging.getLogger(__name__)
 
 UNIT_ATTRIBUTES: tuple[str, ...] = (
     "class_selectivity",
@@ -112,7 +104,7 @@ def correlate(
 
 
 def layer_correlations(
-    layer: str,
+    layer_spec: str,
     attributes: pd.DataFrame,
     damage: pd.DataFrame,
     class_attributes: pd.DataFrame | None = None,
@@ -127,7 +119,7 @@ def layer_correlations(
     fewer than `min_active_fraction` of the attribute images); level `unit (all units)` is the
     sensitivity row that keeps them. Level `unit-class` pools (unit, class) pairs of all units.
     """
-    spec = parse_layer_spec(layer)
+    spec = parse_layer_spec(layer_spec)
     merged = attributes.merge(damage, on="unit", validate="one_to_one")
     rows = []
     present = [a for a in UNIT_ATTRIBUTES + OPTIONAL_ATTRIBUTES if a in merged.columns]
@@ -164,68 +156,5 @@ def layer_correlations(
     table = pd.DataFrame(rows)
     table.insert(0, "basis", spec.basis)
     table.insert(0, "layer", spec.label)
-    table.insert(0, "layer_spec", layer)
+    table.insert(0, "layer_spec", layer_spec)
     return table
-
-
-def correlate_to_file(
-    layers: Sequence[str],
-    attribute_paths: Sequence[str | Path],
-    class_attribute_paths: Sequence[str | Path],
-    damage_paths: Sequence[str | Path],
-    class_damage_paths: Sequence[str | Path],
-    output: str | Path,
-    agreement_output: str | Path,
-    resamples: int = 1000,
-    seed: int = 0,
-    permutations: int = 1000,
-    concept_paths: Sequence[str | Path] | None = None,
-    min_active_fraction: float = 0.01,
-) -> None:
-    """A model's correlation table and its selective-vs-damaged class agreement table, all its
-    analysed layers side by side. With `concept_paths` (one concept IoU table per layer), the
-    units' best-concept IoU is one more attribute, `concept_iou`."""
-    tables, agreements = [], []
-    concepts = [None] * len(layers) if concept_paths is None else list(concept_paths)
-    inputs = (attribute_paths, class_attribute_paths, damage_paths, class_damage_paths, concepts)
-    for layer, attr, class_attr, dmg, class_dmg, concept in zip(layers, *inputs, strict=True):
-        attributes = pd.read_csv(attr, sep="\t")
-        if concept is not None:
-            iou = pd.read_csv(concept, sep="\t")[["unit", "iou"]].rename(columns={"iou": "concept_iou"})
-            attributes = attributes.merge(iou, on="unit", validate="one_to_one")
-        class_attributes = pd.read_csv(class_attr, sep="\t")
-        class_damage = pd.read_csv(class_dmg, sep="\t")
-        table = layer_correlations(
-            layer,
-            attributes,
-            pd.read_csv(dmg, sep="\t"),
-            class_attributes,
-            class_damage,
-            resamples=resamples,
-            seed=seed,
-            min_active_fraction=min_active_fraction,
-        )
-        agreements.append(layer_agreement(layer, class_attributes, class_damage, permutations, seed))
-        row = table[
-            (table.attribute == "class_selectivity") & (table.damage.isin(["overall_drop", "max_class_drop"]))
-        ]
-        for _, r in row.iterrows():
-            log.info(
-                "%s: selectivity vs %s: rho=%.3f (p=%.3g)", layer, r.damage, r.spearman_rho, r.spearman_p
-            )
-        tables.append(table)
-    write_tsv(pd.concat(tables, ignore_index=True), output)
-    write_tsv(pd.DataFrame(agreements), agreement_output)
-
-
-def combine_to_file(
-    correlation_paths: Sequence[str | Path],
-    agreement_paths: Sequence[str | Path],
-    output: str | Path,
-    agreement_output: str | Path,
-) -> None:
-    """A model's correlation and agreement tables: the per-layer tables of `correlate_to_file`,
-    stacked in the given layer order."""
-    concatenate_tsv(correlation_paths, output)
-    concatenate_tsv(agreement_paths, agreement_output)
-    log.info("combined %d layers into %s and %s", len(correlation_paths), output, agreement_output)

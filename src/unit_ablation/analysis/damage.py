@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,13 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from unit_ablation.data.loading import load_class_names
 from unit_ablation.files.formats import check_format
 from unit_ablation.files.safe_load import CorruptFileError, check_shapes, load_npz, read_json_array
-from unit_ablation.files.writing import write_tsv
-
-log = logging.getLogger(__name__)
-
 
 CHUNK_SHAPES: dict[str, tuple[int | str, ...]] = {
     "units": ("units",),
@@ -61,7 +55,7 @@ def check_counts(path: str | Path, chunk: Mapping[str, np.ndarray], what: str = 
 
 
 def load_chunk(path: str | Path) -> dict:
-    """One chunk file of `ablation.ablate_chunk_to_file`: its arrays, checked, and its plan name.
+    """One chunk file of `stages.ablate.ablate_chunk_to_file`: its arrays, checked, and its plan name.
 
     Raises CorruptFileError naming the file when it is missing, truncated, corrupt, lacks an
     array, or holds arrays of the wrong shapes or types, or counts that do not add up.
@@ -309,39 +303,3 @@ def unit_table(
     if "plan" in counts:
         table["plan"] = counts["plan"]
     return table
-
-
-def gather_to_files(
-    chunk_paths: Sequence[str | Path],
-    class_names_source: str | Path,
-    classes_output: str | Path,
-    units_output: str | Path,
-    thresholds: Sequence[float] = (2, 5, 10),
-    fdr_alpha: float = 0.05,
-    fdr_method: str = "mid-p",
-) -> None:
-    """Write `{layer}.classes.tsv` and `{layer}.units.tsv` from the chunk files of one layer;
-    `fdr_method` ("mid-p" or "exact") names the McNemar p-values Benjamini-Hochberg ranks."""
-    if fdr_method not in FDR_METHODS:
-        raise ValueError(f"fdr_method {fdr_method!r} is not one of {', '.join(FDR_METHODS)}")
-    counts = load_chunks(chunk_paths)
-    class_names = list(load_class_names(class_names_source))
-    if len(class_names) != len(counts["n"]):
-        raise ValueError(
-            f"{chunk_paths[0]}: ablation chunks count {len(counts['n'])} classes, but {class_names_source}"
-            f" has {len(class_names)}"
-        )
-    units = unit_table(counts, class_names, thresholds, fdr_alpha, fdr_method)
-    write_tsv(class_table(counts, class_names, fdr_alpha, fdr_method), classes_output)
-    write_tsv(units, units_output)
-    log.info(
-        "%d units: median overall drop %.3f, median max class drop %.2f points (max %.2f); "
-        "%d unit-class pairs significantly hurt (BH over %s p-values at %g)",
-        len(units),
-        units.overall_drop.median(),
-        units.max_class_drop.median(),
-        units.max_class_drop.max(),
-        int(units.n_classes_significantly_hurt.sum()),
-        fdr_method,
-        fdr_alpha,
-    )

@@ -1,7 +1,7 @@
 """Statistical tests behind the verdicts: across-network t-tests, Holm, TOST, pooled correlations.
 
 Torch-free and pandas-free: plain NumPy/SciPy on arrays, each function checked against scipy or
-hand-worked values in `tests/test_inference.py`.
+hand-worked values in `tests/unit/analysis/test_inference.py`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ unit, is the replicate for claims about training conditions (BN, dropout).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +29,6 @@ from unit_ablation.analysis.inference import (
     spearman_brown,
     spearman_z_se,
 )
-from unit_ablation.files.formats import read_model_metadata
-from unit_ablation.files.writing import write_tsv
-from unit_ablation.spec.layer_spec import parse_layer_spec
-
-log = logging.getLogger(__name__)
 
 CLAIM3_ATTRIBUTES: tuple[str, ...] = ("class_selectivity", "l1_in", "l1_out")
 # claim 4's predictors: every unit attribute the correlations use, and the per-class ones
@@ -287,53 +281,6 @@ def network_statistics(
         location, low, high = hodges_lehmann(values)
         rows.append(_row(name, location, units, ci_low=low, ci_high=high))
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def network_statistics_to_file(
-    metadata_path: str | Path,
-    attributes_path: str | Path,
-    class_attributes_path: str | Path,
-    damage_path: str | Path,
-    class_damage_path: str | Path,
-    output: str | Path,
-    layer: str,
-    options: NetworkOptions,
-    concept_path: str | Path | None = None,
-) -> None:
-    """Write `results/{model}/statistics/{layer}.tsv`: the stage-one table of one network and layer."""
-    meta = read_model_metadata(metadata_path)
-    attributes = pd.read_csv(attributes_path, sep="\t")
-    if concept_path is not None:
-        iou = pd.read_csv(concept_path, sep="\t")[["unit", "iou"]].rename(columns={"iou": "concept_iou"})
-        attributes = attributes.merge(iou, on="unit", validate="one_to_one")
-    table = network_statistics(
-        attributes,
-        pd.read_csv(class_attributes_path, sep="\t"),
-        pd.read_csv(damage_path, sep="\t"),
-        pd.read_csv(class_damage_path, sep="\t"),
-        options,
-    )
-    spec = parse_layer_spec(layer)
-    identity = {
-        "model": meta["model"],
-        "variant": meta["variant"],
-        "seed": meta["seed"],
-        "layer_spec": layer,
-        "layer": spec.label,  # conv5, or conv5 (mean ablation): the claims compare within it
-        "basis": spec.basis,
-    }
-    for position, (key, value) in enumerate(identity.items()):
-        table.insert(position, key, value)
-    write_tsv(table, output)
-    picked = table.set_index("statistic")
-    log.info(
-        "%s %s: reliability of the overall drop %.3f, held-out class-drop rho %.3f, median specificity %.3f",
-        meta["model"],
-        layer,
-        picked.loc["overall_drop_reliability", "value"],
-        picked.loc["cv_rho", "value"],
-        picked.loc["specificity", "value"],
-    )
 
 
 def concatenate_statistics(paths: Sequence[str | Path]) -> pd.DataFrame:

@@ -17,8 +17,6 @@ from unit_ablation.spec.fashion_mnist import FASHION_MNIST_CLASSES, IDX_NAMES
 log = logging.getLogger(__name__)
 
 
-
-
 IDX_KEYS: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
 
 

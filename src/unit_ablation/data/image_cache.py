@@ -1,9 +1,9 @@
 """Decoded image caches, which every job memory-maps (no Pillow, no decoding):
 
-    output_dir/images.u8    raw uint8, N x 3 x crop x crop, C order (np.memmap)
-    output_dir/labels.npy   int64, N
-    output_dir/sources.txt  the source files, one per line, relative to their common folder
-    output_dir/meta.json    count, shape, resize, crop, class names, checksum, format version
+output_dir/images.u8    raw uint8, N x 3 x crop x crop, C order (np.memmap)
+output_dir/labels.npy   int64, N
+output_dir/sources.txt  the source files, one per line, relative to their common folder
+output_dir/meta.json    count, shape, resize, crop, class names, checksum, format version
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from unit_ablation.data.image_cache import (
     load_image_cache,
     read_cache_meta,
 )
-from unit_ablation.data.image_files import ImageList, read_image_set
+from unit_ablation.data.image_files import ImageList
 from unit_ablation.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -263,10 +263,3 @@ def _replace_folder(new: Path, target: Path) -> None:
         raise
     finally:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def decode_image_set(
-    image_set: dict[str, str], output_dir: str | Path, resize: int, crop: int, workers: int = 1
-) -> Path:
-    """Read a config image set and decode it into a cache folder (see `decode_to_cache`)."""
-    return decode_to_cache(read_image_set(image_set), output_dir, resize=resize, crop=crop, workers=workers)

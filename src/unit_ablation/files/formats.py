@@ -17,9 +17,9 @@ from unit_ablation.files.safe_load import CorruptFileError
 
 FORMAT_KEY = "format_version"
 FORMATS: dict[str, int] = {
-    "ablation chunk": 1,  # results/{model}/ablation/chunks/{layer}/{chunk}.npz, its metadata
+    "ablation chunk": 1,  # results/{model}/ablation/chunks/{layer_spec}/{chunk}.npz, its metadata
     "model metadata": 1,  # results/models/{model}.json
-    "study config": 1,  # results/config.yaml
+    "study config": 2,  # results/config.yaml; 2: correlation.resamples (workflow.config_schema.RENAMED_KEYS)
 }
 
 

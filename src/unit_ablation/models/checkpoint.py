@@ -17,9 +17,7 @@ from unit_ablation.files.writing import atomic_path
 from unit_ablation.spec.model_classes import MODEL_MODULES, model_module
 
 
-def save_checkpoint(
-    model: nn.Module, path: str | Path, metadata: dict[str, Any]
-) -> None:
+def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict[str, Any]) -> None:
     """Write weights, `model.config` and metadata (variant, training config, ...) atomically."""
     payload = {
         "model_config": dict(model.config),

@@ -2,31 +2,25 @@
 
 One panel per layer: every trained network's class specificity (Hodges-Lehmann location over
 units, with its interval) by variant in the canonical basis, and in its rotated bases beside it,
-so that a reader sees the replicates a variant contrast rests on and how far they spread.
+so that a reader sees the replicates a variant contrast rests on and how far they spread. Drawn
+from the stage-one tables (stage `plot_network_effects`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+import pandas as pd
 
-from unit_ablation.analysis.network_stats import concatenate_statistics
-from unit_ablation.report.style import STYLE, PathLike, plt, save_figure
+from unit_ablation.report.style import STYLE, plt
 
 CANONICAL_COLOUR, ROTATED_COLOUR = "#C44E52", "#4C72B0"
 
 
-def network_effects_figure(
-    statistics_tables: Sequence[PathLike],
-    outputs: Sequence[PathLike],
-    dpi: int = 120,
-    statistic: str = "specificity",
-) -> None:
+def network_effects_figure(statistics: pd.DataFrame, statistic: str = "specificity") -> plt.Figure:
     """Per layer: each network's `statistic` with its interval, grouped by variant, canonical
-    and rotated bases side by side; the horizontal tick is the variant's mean over networks."""
-    table = concatenate_statistics(statistics_tables)
-    table = table[table.statistic == statistic]
+    and rotated bases side by side; the horizontal tick is the variant's mean over networks.
+    `statistics`: the stage-one tables of every network and layer spec, stacked."""
+    table = statistics[statistics.statistic == statistic]
     layers = list(dict.fromkeys(table.layer))
     variants = list(dict.fromkeys(table.variant))
     with plt.rc_context(STYLE):
@@ -47,18 +41,19 @@ def network_effects_figure(
                     if rows.empty:
                         continue
                     rows = rows.groupby("model", sort=True)[["value", "ci_low", "ci_high"]].mean()
+                    value, low, high = (rows[name].to_numpy(float) for name in ("value", "ci_low", "ci_high"))
                     x = position + offset + np.linspace(-0.08, 0.08, len(rows)) * (len(rows) > 1)
                     ax.errorbar(
                         x,
-                        rows.value,
-                        yerr=[rows.value - rows.ci_low, rows.ci_high - rows.value],
+                        value,
+                        yerr=[value - low, high - value],
                         fmt="o",
                         color=colour,
                         ms=3.5,
                         lw=1.0,
                     )
                     ax.hlines(
-                        rows.value.mean(),
+                        rows.value.mean(),  # over the networks with a value (NaN skipped)
                         position + offset - 0.12,
                         position + offset + 0.12,
                         color=colour,
@@ -78,4 +73,4 @@ def network_effects_figure(
             ncols=2,
         )
         figure.suptitle("Claim 5: class specificity per trained network (Hodges-Lehmann 95% interval)")
-        save_figure(figure, outputs, dpi)
+    return figure

@@ -1,4 +1,4 @@
-"""Figures of one model's layer spec (`layer_figures` writes both):
+"""Figures of one model's layer spec (the `plot_layer` stage writes both), drawn from its tables:
 
 3. `attribute_figure`: every unit attribute against every damage measure, Spearman rho with bootstrap CI.
 4. `heatmap_figure`: class accuracy drop of the most damaging units, every class, significant cells
@@ -20,12 +20,9 @@ from unit_ablation.report.style import (
     DAMAGE_LABELS,
     REFERENCE_LINE,
     STYLE,
-    PathLike,
     _numeric,
-    _read,
     correlation_rows,
     format_rho,
-    save_figure,
     sort_units,
 )
 
@@ -65,22 +62,18 @@ def attribute_panel_titles(
 
 # --------------------------------------------------------------------------------------------- figure 3
 def attribute_figure(
-    attributes_path: PathLike,
-    damage_path: PathLike,
-    correlation_path: PathLike,
+    attributes: pd.DataFrame,
+    damage: pd.DataFrame,
+    correlation: pd.DataFrame,
     layer_spec: str,
-    outputs: Sequence[PathLike],
     title: str,
-    dpi: int = 120,
-) -> None:
+) -> plt.Figure:
     """Scatter grid: every unit attribute (columns) against each damage measure (rows); panel titles give
     Spearman rho and its bootstrap 95% CI from the correlation table."""
-    attributes = _read(attributes_path)
-    damage = _read(damage_path)
     table = attributes.merge(damage, on="unit", how="inner", suffixes=("", "_damage"))
     columns = [a for a in UNIT_ATTRIBUTES if a in table]
     targets = [t for t in UNIT_DAMAGE if t in table]
-    titles = attribute_panel_titles(_read(correlation_path), str(layer_spec), table, columns, targets)
+    titles = attribute_panel_titles(correlation, str(layer_spec), table, columns, targets)
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(
             max(1, len(targets)),
@@ -107,21 +100,16 @@ def attribute_figure(
                 if col == 0:
                     ax.set_ylabel(DAMAGE_LABELS.get(target, target.replace("_", " ")))
         figure.suptitle(f"{title} (Spearman rho over {len(table)} units, bootstrap 95% CI)")
-        save_figure(figure, outputs, dpi)
+    return figure
 
 
 # --------------------------------------------------------------------------------------------- figure 4
 def heatmap_figure(
-    class_damage_path: PathLike,
-    damage_path: PathLike,
-    outputs: Sequence[PathLike],
-    title: str,
-    top_units: int = 20,
-    dpi: int = 120,
-) -> None:
+    class_damage: pd.DataFrame, damage: pd.DataFrame, title: str, top_units: int = 20
+) -> plt.Figure:
     """Class accuracy drop for the units with the largest max class drop (rows) and every class."""
-    classes = _read(class_damage_path)
-    units = sort_units(_read(damage_path))
+    classes = class_damage
+    units = sort_units(damage)
     chosen = units.unit.to_numpy()[:top_units]
     class_order = list(dict.fromkeys(classes["class"]))
     drops = classes.pivot(index="unit", columns="class", values="drop").reindex(
@@ -152,36 +140,4 @@ def heatmap_figure(
         figure.colorbar(image, ax=ax, label="class accuracy drop (points)")
         ax.set_xlabel("class")
         ax.set_title(title)
-        save_figure(figure, outputs, dpi)
-
-
-def layer_figures(
-    attributes_path: PathLike,
-    damage_path: PathLike,
-    class_damage_path: PathLike,
-    correlation_path: PathLike,
-    layer_spec: str,
-    attributes_outputs: Sequence[PathLike],
-    heatmap_outputs: Sequence[PathLike],
-    title: str,
-    heatmap_units: int = 20,
-    dpi: int = 120,
-) -> None:
-    """Both per-layer figures of one (model, layer spec)."""
-    attribute_figure(
-        attributes_path,
-        damage_path,
-        correlation_path,
-        layer_spec,
-        attributes_outputs,
-        title=f"{title}: attributes vs damage",
-        dpi=dpi,
-    )
-    heatmap_figure(
-        class_damage_path,
-        damage_path,
-        heatmap_outputs,
-        title=f"{title}: most damaging units",
-        top_units=heatmap_units,
-        dpi=dpi,
-    )
+    return figure

@@ -1,4 +1,5 @@
-"""Figures across the study's models:
+"""Figures across the study's models, drawn from their tables (stages `plot_comparison`,
+`plot_agreement`, `plot_cumulative`):
 
 5. `comparison_figure`: variants and bases side by side (max class drop, selectivity, rho).
 6. `agreement_figure`: how often a unit's most selective class is its most damaged class, against chance.
@@ -22,14 +23,11 @@ from unit_ablation.report.style import (
     MEASURE_COLOURS,
     RHO_MEASURES,
     STYLE,
-    PathLike,
     _finite,
     _legend_right,
-    _read,
     _spec_title,
     correlation_rows,
     model_colours,
-    save_figure,
     spec_grid,
 )
 from unit_ablation.spec.layer_spec import parse_layer_spec
@@ -84,35 +82,32 @@ def _strip_points(ax: plt.Axes, groups: list[np.ndarray], colours: list[str]) ->
 
 def comparison_figure(
     entries: Sequence[tuple[str, str, str]],
-    unit_tables: Sequence[PathLike],
-    attribute_tables: Sequence[PathLike],
-    correlation_tables: Sequence[PathLike],
-    outputs: Sequence[PathLike],
-    dpi: int = 120,
-) -> None:
+    unit_tables: Sequence[pd.DataFrame],
+    attribute_tables: Sequence[pd.DataFrame],
+    correlation_tables: Sequence[pd.DataFrame],
+) -> plt.Figure:
     """Variants and bases side by side, one row per layer: (a) max class drop and (b) class selectivity
     per unit, pooled over training seeds and rotation seeds, per (variant, basis group); (c) Spearman rho
     of selectivity against damage: bars are the mean over the group's models and rotations, dots each
-    one's rho with its bootstrap 95% CI."""
+    one's rho with its bootstrap 95% CI. `entries`: the (model, variant, layer spec) of each table (a
+    model's correlation table, given once per entry, holds all its layer specs)."""
     entries = [(str(m), str(v), str(s)) for m, v, s in entries]
     if not entries:
         raise ValueError("comparison_figure: no entries")
     if not len(entries) == len(unit_tables) == len(attribute_tables) == len(correlation_tables):
         raise ValueError("comparison_figure: entries and tables differ in length")
-    cache: dict[str, pd.DataFrame] = {}
     layers = list(dict.fromkeys(parse_layer_spec(spec).label for _, _, spec in entries))
     keys, group_labels = comparison_groups(entries)
     # per (layer, group): max class drops, selectivities, and per measure the (rho, low, high) of each member
     drops: dict = {}
     selectivity: dict = {}
     rhos: dict = {}
-    for (model, _, spec), units_path, attr_path, corr_path in zip(
+    for (model, _, spec), units, attributes, correlation in zip(
         entries, unit_tables, attribute_tables, correlation_tables, strict=True
     ):
         cell = (parse_layer_spec(spec).label, (seed_stem(model), _basis_group(spec)))
-        drops.setdefault(cell, []).append(_finite(_read(units_path).max_class_drop))
-        selectivity.setdefault(cell, []).append(_finite(_read(attr_path).class_selectivity))
-        correlation = _read(corr_path, cache)
+        drops.setdefault(cell, []).append(_finite(units.max_class_drop))
+        selectivity.setdefault(cell, []).append(_finite(attributes.class_selectivity))
         for level, attribute, target in RHO_MEASURES:
             rows = correlation_rows(correlation, spec, level)
             if (attribute, target) in rows.index:
@@ -190,28 +185,24 @@ def comparison_figure(
             title="(c) bars: mean Spearman rho over the group's training seeds and rotations",
         )
         figure.suptitle("Variants and bases: class-specific damage and selectivity")
-        save_figure(figure, outputs, dpi)
+    return figure
 
 
 # --------------------------------------------------------------------------------------------- figure 6
 def agreement_figure(
-    entries: Sequence[tuple[str, str]],
-    agreement_tables: Sequence[PathLike],
-    outputs: Sequence[PathLike],
-    dpi: int = 120,
-) -> None:
+    entries: Sequence[tuple[str, str]], agreement_tables: Sequence[pd.DataFrame]
+) -> plt.Figure:
     """Share of units whose most selective class is their most damaged class (top row) or among the five
     most damaged (bottom row); one panel per layer, bases along x, one bar colour per model; black lines
-    mark permutation chance, stars p < 0.05."""
+    mark permutation chance, stars p < 0.05. `entries`: the (model, layer spec) of each table (a model's
+    agreement table, given once per entry, holds all its layer specs)."""
     entries = [(str(model), str(spec)) for model, spec in entries]
     if not entries:
         raise ValueError("agreement_figure: no entries")
     if len(entries) != len(agreement_tables):
         raise ValueError(f"{len(entries)} entries but {len(agreement_tables)} agreement tables")
-    cache: dict[str, pd.DataFrame] = {}
     records = {}
-    for (model, spec), path in zip(entries, agreement_tables, strict=True):
-        table = _read(path, cache)
+    for (model, spec), table in zip(entries, agreement_tables, strict=True):
         rows = table[table.layer_spec.astype(str) == spec]
         records[model, spec] = rows.iloc[0] if len(rows) else pd.Series(dtype=object)
     layers, bases, positions = spec_grid(spec for _, spec in entries)
@@ -263,7 +254,7 @@ def agreement_figure(
             figure, handles, [*models, "permutation chance", "p < 0.05 (permutation)"], title="model"
         )
         figure.suptitle("Is a unit's most selective class the class its ablation hurts most?")
-        save_figure(figure, outputs, dpi)
+    return figure
 
 
 # --------------------------------------------------------------------------------------------- figure 7
@@ -279,17 +270,13 @@ def cumulative_curves(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return curves
 
 
-def cumulative_figure(
-    cumulative_tables: Sequence[PathLike],
-    outputs: Sequence[PathLike],
-    dpi: int = 120,
-) -> None:
+def cumulative_figure(cumulative_tables: Sequence[pd.DataFrame]) -> plt.Figure:
     """One row per (model, layer spec), one panel per class: class accuracy (solid) and overall accuracy
     (dashed) as k units are ablated together, the units hurting that class most first ('top') or random
     units (mean over draws, min-max band)."""
     if not cumulative_tables:
         raise ValueError("cumulative_figure: no tables")
-    table = pd.concat([_read(path) for path in cumulative_tables], ignore_index=True)
+    table = pd.concat(list(cumulative_tables), ignore_index=True)
     table["model"] = table["model"].astype(str)
     table["layer_spec"] = table["layer_spec"].astype(str)
     rows = list(dict.fromkeys(zip(table.model, table.layer_spec, strict=True)))
@@ -354,4 +341,4 @@ def cumulative_figure(
         )
         figure.supxlabel("units ablated together (k)")
         figure.suptitle("Cumulative ablation: units that hurt a class most, against random units")
-        save_figure(figure, outputs, dpi)
+    return figure

@@ -1,4 +1,4 @@
-"""What every figure shares: style, labels, colours, the layer-spec grid, and saving.
+"""What every figure shares: style, labels, colours, the layer-spec grid, reading tables and saving.
 
 Panels of layer specs sit on a grid: rows are layers, columns bases (canonical, rot0, rot1, ...)."""
 
@@ -90,8 +90,6 @@ MISSING_COLOUR = "0.6"
 REFERENCE_LINE = {"color": "0.75", "lw": 0.8, "zorder": 0}
 
 
-
-
 # --------------------------------------------------------------------------------------------- helpers
 def _as_outputs(outputs: Sequence[PathLike] | PathLike) -> list[Path]:
     """A list of output paths with supported suffixes; a single path (str or Path) is accepted too."""
@@ -122,14 +120,14 @@ def save_figure(figure: plt.Figure, outputs: Sequence[PathLike] | PathLike, dpi:
         plt.close(figure)
 
 
-def _read(path: PathLike, cache: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """Read a TSV (once per path when a cache is given)."""
-    key = str(path)
-    if cache is None:
-        return pd.read_csv(path, sep="\t")
-    if key not in cache:
-        cache[key] = pd.read_csv(path, sep="\t")
-    return cache[key]
+def read_tables(paths: Sequence[PathLike]) -> list[pd.DataFrame]:
+    """The TSV tables at `paths`, in order; a path given more than once (a model's table, once per
+    layer spec) is read once."""
+    tables: dict[str, pd.DataFrame] = {}
+    for path in paths:
+        if str(path) not in tables:
+            tables[str(path)] = pd.read_csv(path, sep="\t")
+    return [tables[str(path)] for path in paths]
 
 
 def _numeric(values: Iterable) -> np.ndarray:

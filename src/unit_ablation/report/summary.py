@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
-from unit_ablation.analysis.claims import claim_rows
-from unit_ablation.analysis.network_stats import concatenate_statistics
-from unit_ablation.analysis.verdicts import Criteria
-from unit_ablation.files.formats import read_model_metadata
-from unit_ablation.files.writing import atomic_path, write_tsv
 from unit_ablation.spec.layer_spec import parse_layer_spec
 
 SEED_KEYS = ["variant", "layer_spec", "layer", "basis", "level", "attribute", "damage"]
 
 
 def summary_row(
-    model_meta: dict, layer: str, units: pd.DataFrame, correlations: pd.DataFrame, agreement: pd.DataFrame
+    model_meta: dict,
+    layer_spec: str,
+    units: pd.DataFrame,
+    correlations: pd.DataFrame,
+    agreement: pd.DataFrame,
 ) -> dict:
     """Accuracy, damage, selectivity correlations and class agreement of one (model, layer spec)."""
-    spec = parse_layer_spec(layer)
+    spec = parse_layer_spec(layer_spec)
 
     def rho(target: str) -> float:
         match = correlations[
-            (correlations.layer_spec == layer)
+            (correlations.layer_spec == layer_spec)
             & (correlations.attribute == "class_selectivity")
             & (correlations.damage == target)
         ]
@@ -49,7 +47,7 @@ def summary_row(
         "rho_selectivity_max_class": rho("max_class_drop"),
         "units_significantly_hurting_a_class": int((units.n_classes_significantly_hurt > 0).sum()),
         **{
-            key: agreement.set_index("layer_spec").loc[layer, key]
+            key: agreement.set_index("layer_spec").loc[layer_spec, key]
             for key in ("top1_share", "top1_chance", "top1_p", "top5_share", "top5_chance")
         },
     }
@@ -90,6 +88,7 @@ def cumulative_digest(cumulative: pd.DataFrame) -> pd.DataFrame:
     if cumulative.empty:
         return pd.DataFrame()
     rows = []
+    # a cumulative table's `layer_spec` is a layer (canonical basis), named `layer` in the digest
     for (model, layer, class_name), group in cumulative.groupby(["model", "layer_spec", "class"], sort=False):
         k = group.k.max()
         at_k = group[group.k == k]
@@ -193,46 +192,14 @@ def summary_markdown(
     return "\n\n".join(parts) + "\n"
 
 
-def _with_model(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
+def with_model(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """A model's table with its model, variant and seed columns (`meta`: its metadata JSON)."""
     return table.assign(model=meta["model"], variant=meta["variant"], seed=meta["seed"])
 
 
-def summarize_to_file(
-    entries: Sequence[tuple[str, str]],
-    model_metadata_paths: Sequence[str | Path],
-    unit_damage_paths: Sequence[str | Path],
-    correlation_paths: Sequence[str | Path],
-    agreement_paths: Sequence[str | Path],
-    statistics_paths: Sequence[str | Path],
-    output: str | Path,
-    claims_output: str | Path,
-    markdown_output: str | Path,
-    seeds_output: str | Path,
-    cumulative_paths: Sequence[str | Path] = (),
-    reference_variant: str | None = None,
-    criteria: Criteria | None = None,
-) -> None:
-    """Write results/summary.tsv, claims.tsv, summary.md (rendered from claims.tsv) and the seed
-    statistics table."""
-    rows, correlations, agreements, metas = [], {}, {}, {}
-    for (model, layer), meta_path, units_path, corr_path, agreement_path in zip(
-        entries, model_metadata_paths, unit_damage_paths, correlation_paths, agreement_paths, strict=True
-    ):
-        meta = metas.setdefault(model, read_model_metadata(meta_path))
-        correlation = correlations.setdefault(model, _with_model(pd.read_csv(corr_path, sep="\t"), meta))
-        agreement = agreements.setdefault(model, _with_model(pd.read_csv(agreement_path, sep="\t"), meta))
-        rows.append(summary_row(meta, layer, pd.read_csv(units_path, sep="\t"), correlation, agreement))
-    write_tsv(pd.DataFrame(rows), output)
-    seeds = seed_statistics(pd.concat(correlations.values(), ignore_index=True))
-    write_tsv(seeds, seeds_output)
-    first = next(iter(metas.values()))
-    claims = claim_rows(
-        concatenate_statistics(statistics_paths),
-        reference_variant or first["variant"],
-        criteria or Criteria(),
-    )
-    write_tsv(claims, claims_output)
-    models = pd.DataFrame(
+def model_table(metas: Iterable[dict]) -> pd.DataFrame:
+    """The summary's table of models: model, variant, seed and test accuracy, one row per metadata JSON."""
+    return pd.DataFrame(
         [
             {
                 "model": m["model"],
@@ -240,13 +207,6 @@ def summarize_to_file(
                 "seed": m["seed"],
                 "test accuracy (%)": m["test_accuracy"],
             }
-            for m in metas.values()
+            for m in metas
         ]
     )
-    cumulative = (
-        pd.concat([pd.read_csv(p, sep="\t") for p in cumulative_paths], ignore_index=True)
-        if cumulative_paths
-        else pd.DataFrame()
-    )
-    with atomic_path(markdown_output) as tmp:
-        Path(tmp).write_text(summary_markdown(models, claims, seeds, cumulative))

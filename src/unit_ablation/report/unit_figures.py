@@ -1,4 +1,4 @@
-"""Figures of single units' damage:
+"""Figures of single units' damage from unit damage tables (stages `plot_overview`, `plot_sorted_units`):
 
 1. `overview_figure`: overall drop against max class drop per unit, every model, one panel per layer spec.
 2. `sorted_units_figure`: one model's units sorted by max class drop, with their overall drop."""
@@ -17,32 +17,24 @@ from unit_ablation.report.style import (
     MISSING_COLOUR,
     REFERENCE_LINE,
     STYLE,
-    PathLike,
     _grid_axes,
     _legend_right,
     _numeric,
-    _read,
     _spec_title,
     model_colours,
-    save_figure,
     sort_units,
     spec_grid,
 )
 
 
 # --------------------------------------------------------------------------------------------- figure 1
-def overview_figure(
-    labels: Sequence[tuple[str, str]],
-    unit_tables: Sequence[PathLike],
-    outputs: Sequence[PathLike],
-    dpi: int = 120,
-) -> None:
+def overview_figure(labels: Sequence[tuple[str, str]], unit_tables: Sequence[pd.DataFrame]) -> plt.Figure:
     """Overall drop vs max class drop per unit; one panel per layer spec (rows: layers, columns: bases),
-    one colour per model; axes shared within a row."""
+    one colour per model; axes shared within a row. `labels`: the (model, layer spec) of each table."""
     if not labels:
         raise ValueError("overview_figure: no tables")
     labels = [(str(model), str(spec)) for model, spec in labels]
-    tables = [_read(path) for path in unit_tables]
+    tables = list(unit_tables)
     if len(tables) != len(labels):
         raise ValueError(f"{len(labels)} labels but {len(tables)} unit tables")
     layers, bases, positions = spec_grid(spec for _, spec in labels)
@@ -74,23 +66,19 @@ def overview_figure(
         figure.supxlabel(DAMAGE_LABELS["overall_drop"])
         figure.supylabel(DAMAGE_LABELS["max_class_drop"])
         figure.suptitle("Single-unit ablation: overall accuracy drop against the largest class drop")
-        save_figure(figure, outputs, dpi)
+    return figure
 
 
 # --------------------------------------------------------------------------------------------- figure 2
 def sorted_units_figure(
-    layers: Sequence[str],
-    unit_tables: Sequence[PathLike],
-    outputs: Sequence[PathLike],
-    title: str,
-    dpi: int = 120,
-) -> None:
+    layer_specs: Sequence[str], unit_tables: Sequence[pd.DataFrame], title: str
+) -> plt.Figure:
     """One model: per layer spec, units sorted by max class drop (bars, coloured by the class hurt most)
     with their overall drop (dots); x is the rank."""
-    if not layers:
+    if not layer_specs:
         raise ValueError("sorted_units_figure: no tables")
-    specs = [str(spec) for spec in layers]
-    tables = [sort_units(_read(path)) for path in unit_tables]
+    specs = [str(spec) for spec in layer_specs]
+    tables = [sort_units(table) for table in unit_tables]
     if len(tables) != len(specs):
         raise ValueError(f"{len(specs)} layer specs but {len(tables)} unit tables")
     grid_layers, bases, positions = spec_grid(specs)
@@ -124,4 +112,4 @@ def sorted_units_figure(
         figure.supxlabel("unit rank (by max class drop, largest first)")
         figure.supylabel("accuracy drop (points)")
         figure.suptitle(title)
-        save_figure(figure, outputs, dpi)
+    return figure

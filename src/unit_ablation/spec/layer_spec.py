@@ -4,6 +4,10 @@ optionally with its own ablation value.
 `conv5` is the canonical basis of conv5; `conv5@rot0` is conv5 in the random orthogonal basis
 drawn with seed 0; `conv5@rot0+mean` is the same units set to their mean instead of the run's
 `ablation.value` (`analysis.compare_values`). The same string names output files.
+
+Names: a *layer* is an alias or module path (`conv5`, `features.11`); a *layer spec* is the string
+above (a layer, optionally a basis and a value). The workflow's `{layer_spec}` wildcard holds a
+spec, its `{layer}` wildcard (cumulative ablation, canonical basis only) a layer.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from dataclasses import dataclass
 ROTATION_SEPARATOR = "@rot"
 VALUE_SEPARATOR = "+"
 ABLATION_VALUES = ("zero", "mean")
-_LAYER = r"[A-Za-z0-9_.]+?"  # an alias or a module path
+LAYER_PATTERN = r"[A-Za-z0-9_.]+"  # a layer: an alias or a module path
+_LAYER = LAYER_PATTERN + "?"  # lazy inside a spec
 _SEED = r"[0-9]+"
 _VALUE = "|".join(ABLATION_VALUES)
 _ROTATION, _WITH_VALUE = re.escape(ROTATION_SEPARATOR), re.escape(VALUE_SEPARATOR)
-# The grammar, once: the workflow's `{layer}` wildcard constraint and the parser below.
-WILDCARD_PATTERN = rf"{_LAYER}(?:{_ROTATION}{_SEED})?(?:{_WITH_VALUE}(?:{_VALUE}))?"
+# The grammar, once: the workflow's `{layer_spec}` wildcard constraint and the parser below.
+LAYER_SPEC_PATTERN = rf"{_LAYER}(?:{_ROTATION}{_SEED})?(?:{_WITH_VALUE}(?:{_VALUE}))?"
 _PATTERN = re.compile(
     rf"^(?P<layer>{_LAYER})(?:{_ROTATION}(?P<seed>{_SEED}))?(?:{_WITH_VALUE}(?P<value>{_VALUE}))?$"
 )

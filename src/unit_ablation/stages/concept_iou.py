@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def concept_iou_to_file(
     model_path: str | Path,
     layer_spec: str,
-    broden_root: str | Path,
+    root: str | Path,
     output: str | Path,
     pairs_output: str | Path | None = None,
     batch_size: int = 64,
@@ -27,7 +27,8 @@ def concept_iou_to_file(
     threads: int = 1,
     attributes_path: str | Path | None = None,
 ) -> None:
-    """Dissect a checkpoint's layer spec; write the unit table (and optionally all pairs) as TSV.
+    """Dissect a checkpoint's layer spec on the Broden data set at `root` (`concepts.root`); write
+    the unit table (and optionally all pairs) as TSV.
 
     The input format comes from the model (FashionAlexNet: gray 28 x 28, see `model_input_shape`).
     With `attributes_path`, rotated coordinates take the attribute table's `orientation`.
@@ -41,7 +42,7 @@ def concept_iou_to_file(
     units, pairs = concept_iou(
         model,
         layer_spec,
-        broden_root,
+        root,
         batch_size,
         quantile,
         detector_iou,

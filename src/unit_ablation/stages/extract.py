@@ -23,7 +23,7 @@ def extract_to_file(
     model_path: str | Path,
     dataset_path: str | Path,
     output: str | Path,
-    layer: str,
+    layer_spec: str,
     attribute_split: str,
     eval_split: str = "test",
     batch_size: int = 1000,
@@ -39,7 +39,7 @@ def extract_to_file(
     torch.set_num_threads(max(1, threads))
     set_precision(precision)
     torch_device = choose_device(device)
-    spec = parse_layer_spec(layer)
+    spec = parse_layer_spec(layer_spec)
     model = load_model(model_path)
     dataset = load_dataset(dataset_path)
     check_num_classes(model, model_path, dataset.num_classes, dataset_path)
@@ -53,7 +53,7 @@ def extract_to_file(
             dataset.images[split],
             rotation,
             batch_size,
-            label=f"{layer} {split}",
+            label=f"{layer_spec} {split}",
             device=torch_device,
         )
         for key, value in stats.items():

@@ -1,4 +1,4 @@
-"""Pretrained (not trained here) torchvision models: checkpoint and metadata for the workflow."""
+"""Stage `prepare_model`: a pretrained (not trained here) torchvision model's checkpoint and metadata."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def prepare_pretrained_to_file(
     arch: str,
     num_classes: int,
     weights_path: str | Path | None,
-    weights_source: str | None,
+    weights: str | None,
     dataset_path: str | Path,
     checkpoint_path: str | Path,
     metadata_path: str | Path,
@@ -43,8 +43,9 @@ def prepare_pretrained_to_file(
     threads: int = 1,
     precision: str = "exact",
 ) -> dict:
-    """Build `arch` with its weights (random init without), check it against the data set, measure
-    its test accuracy, and write the workflow's checkpoint and metadata JSON."""
+    """Build `arch` with the weights file `weights_path` (random init without), check it against the
+    data set, measure its test accuracy, and write the workflow's checkpoint and metadata JSON;
+    `weights` is where the weights came from (`pretrained.<name>.weights`), recorded in the metadata."""
     torch.set_num_threads(max(1, threads))
     set_precision(precision)
     start = time.monotonic()
@@ -58,13 +59,13 @@ def prepare_pretrained_to_file(
     torch_device = choose_device(device)
     model = model.to(torch_device).eval()
     accuracy = test_accuracy(model, dataset.images["test"], dataset.labels["test"], batch_size, torch_device)
-    log.info("%s (%s, weights %s): test accuracy %.2f%%", model_name, arch, weights_source, accuracy)
+    log.info("%s (%s, weights %s): test accuracy %.2f%%", model_name, arch, weights, accuracy)
     metadata = {
         "model": model_name,
         "architecture": dict(model.config),
         "variant": model_name,
         "seed": 0,  # not trained here; 0 keeps it in the per-seed tables
-        "weights": weights_source,
+        "weights": weights,
         "weights_sha256": None if weights_path is None else file_sha256(weights_path),
         "data_checksum": dataset.checksum,
         "class_names": list(dataset.class_names),

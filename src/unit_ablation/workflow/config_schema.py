@@ -1,8 +1,9 @@
 """The config's JSON schema: validation that fills the defaults, with one clear message per fault.
 
 Each message names the key path, the bad value and what the schema accepts (generated from the
-schema: types, ranges, enums, patterns); unknown keys get a "did you mean" suggestion. Imports no
-torch and no Snakemake.
+schema: types, ranges, enums, patterns); unknown keys get a "did you mean" suggestion, and a key
+of an older config format (`RENAMED_KEYS`) the name that replaced it. Imports no torch and no
+Snakemake.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from jsonschema.exceptions import ValidationError
 
 MAX_REPR = 100
 MAX_LISTED = 20
+# Keys renamed since an earlier config format, the one table of them: old key path -> (new key path,
+# the format version of the recorded config, `files.formats` "study config", that renamed it).
+RENAMED_KEYS: dict[str, tuple[str, int]] = {
+    "correlation.bootstrap": ("correlation.resamples", 2),
+}
 
 
 def load_schema(path: str | Path) -> dict:
@@ -125,10 +131,30 @@ def _resolve(reference: str, root: dict) -> dict:
     return node
 
 
+def renamed_key_message(old: str) -> str:
+    """The fault of a config that uses `old`, a key path of `RENAMED_KEYS`."""
+    new, version = RENAMED_KEYS[old]
+    return (
+        f"`{old}` was renamed to `{new}` in unit-ablation config format {version}: rename it in your config"
+    )
+
+
+def _renamed_present(instance: Any, path: str) -> set[str]:
+    """The new key paths whose old names (`RENAMED_KEYS`) the mapping at `path` uses: a missing new
+    key is named by the old key's message, not twice."""
+    if not isinstance(instance, dict):
+        return set()
+    old_paths = [_join(path, str(key)) for key in instance]
+    return {RENAMED_KEYS[old][0] for old in old_paths if old in RENAMED_KEYS}
+
+
 def _unknown_keys(error: ValidationError, path: str) -> Iterator[str]:
     allowed = list(error.schema.get("properties", {}))
     for key in error.instance:
         if key in allowed:
+            continue
+        if _join(path, str(key)) in RENAMED_KEYS:
+            yield renamed_key_message(_join(path, str(key)))
             continue
         close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
         hint = f"did you mean `{close[0]}`?" if close else f"accepted keys: {', '.join(allowed)}"
@@ -144,8 +170,9 @@ def _schema_messages(error: ValidationError, root: dict) -> Iterator[str]:
         yield from _unknown_keys(error, path)
     elif error.validator == "required":
         properties = error.schema.get("properties", {})
+        renamed = _renamed_present(error.instance, path)
         for name in error.validator_value:
-            if name not in error.instance:
+            if name not in error.instance and _join(path, name) not in renamed:
                 accepted = describe(properties[name], root) if name in properties else "any value"
                 yield f"missing key `{_join(path, name)}` (accepted: {accepted})"
     elif error.validator == "uniqueItems":

@@ -1,6 +1,6 @@
 """The third-party packages a stage can import: its script and its package closure (no torch).
 
-A rule's conda env must provide every one of them; `tests/test_conda_envs.py` derives the check from
+A rule's conda env must provide every one of them; `tests/project/test_conda_envs.py` derives the check from
 these imports, so the envs cannot drift from the code. Imports inside functions count (they run when
 the function does); imports in `if TYPE_CHECKING:` blocks do not (they never run).
 """

@@ -83,9 +83,9 @@ class Study:
             self.model_layers(model), analysis["rotation_seeds"], analysis["compare_values"]
         )
 
-    def model_and_layer_pairs(self) -> list[tuple[str, str]]:
-        """(model, layer spec) of every analysed layer, models in config order."""
-        return [(model, layer) for model, specs in self.layer_specs.items() for layer in specs]
+    def model_and_layer_spec_pairs(self) -> list[tuple[str, str]]:
+        """(model, layer spec) of every analysed layer spec, models in config order."""
+        return [(model, layer_spec) for model, specs in self.layer_specs.items() for layer_spec in specs]
 
     def model_arch(self, model: str) -> str:
         """The architecture a model's checkpoint records (`spec.model_classes`)."""
@@ -176,17 +176,18 @@ class Study:
         gflops = float(self.config["ablation"]["gflops"])
         lines: list[str] = []
         shortest = None
-        for model, spec in self.model_and_layer_pairs():
+        for model, layer_spec in self.model_and_layer_spec_pairs():
             if model not in self.trained:
                 continue
-            size = self.chunk_size(model, spec)
+            size = self.chunk_size(model, layer_spec)
             try:
-                minutes = self.job_minutes_estimate(size, spec)
+                minutes = self.job_minutes_estimate(size, layer_spec)
             except ValueError:
                 return lines, None
             shortest = minutes if shortest is None else min(shortest, minutes)
             lines.append(
-                f"ablate {model} {spec}: {len(self.chunks(model, spec))} job(s) of up to {size} units,"
+                f"ablate {model} {layer_spec}: {len(self.chunks(model, layer_spec))} job(s) of up to"
+                f" {size} units,"
                 f" about {minutes:.2g} min each at {gflops:g} GFLOP/s (cost model, ablation.gflops)"
             )
         if shortest is None or shortest >= SHORT_JOB_MINUTES:
@@ -313,7 +314,7 @@ class Study:
             "sharp_class_drop": float(claims["sharp_class_drop"]),
             "alpha": float(claims["alpha"]),
             "min_active_fraction": float(correlation["min_active_fraction"]),
-            "resamples": int(correlation["bootstrap"]),
+            "resamples": int(correlation["resamples"]),
             "permutations": int(claims["permutations"]),
             "folds": int(claims["folds"]),
             "seed": int(correlation["seed"]),
@@ -335,8 +336,8 @@ class Study:
         targets += self.cumulative_tables()
         for model in self.models:
             targets += figure_files(f"results/figures/{model}.{{}}", ["sorted_units"])
-        for model, layer in self.model_and_layer_pairs():
-            targets += figure_files(f"results/figures/{model}.{layer}.{{}}", ["attributes", "heatmap"])
+        for model, layer_spec in self.model_and_layer_spec_pairs():
+            targets += figure_files(f"results/figures/{model}.{layer_spec}.{{}}", ["attributes", "heatmap"])
         return targets
 
 
@@ -351,8 +352,8 @@ def attributes_of(kind: str) -> Callable[[Any], str]:
     folder = "attributes" if kind == "units" else "attributes/per_class"
 
     def path(wildcards: Any) -> str:
-        spec = parse_layer_spec(wildcards.layer).attribute_spec
-        return f"results/{wildcards.model}/{folder}/{spec}.tsv"
+        attribute_spec = parse_layer_spec(wildcards.layer_spec).attribute_spec
+        return f"results/{wildcards.model}/{folder}/{attribute_spec}.tsv"
 
     return path
 

@@ -1,0 +1,16 @@
+"""Stage `decode_images`: a config image set decoded once into the uint8 cache of one split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unit_ablation.data.image_decode import decode_to_cache
+from unit_ablation.data.image_files import read_image_set
+
+
+def decode_images_to_folder(
+    image_set: dict[str, str], output_dir: str | Path, resize: int, crop: int, workers: int = 1
+) -> Path:
+    """Read a config image set (`data.images.test` or `.heldout`) and decode it into a cache folder
+    (see `data.image_decode.decode_to_cache`)."""
+    return decode_to_cache(read_image_set(image_set), output_dir, resize=resize, crop=crop, workers=workers)

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: project paths, synthetic data, workflow runs, planted tables."""

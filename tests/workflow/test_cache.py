@@ -1,0 +1,119 @@
+"""Between-workflow cache: train, extract and ablate outputs served by content, never mixed up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from support.workflow_runs import TINY_CONFIG, snakemake
+
+pytestmark = pytest.mark.integration
+MODELS = ["fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0"]
+LAYER_UNITS = {"conv4": 48, "conv5": 32}  # at the tiny config's width 0.5
+CHUNK_SIZE = 24
+
+
+def targets(models: list[str] = MODELS) -> list[str]:
+    return [
+        f"results/{model}/{kind}/{layer}.{suffix}"
+        for model in models
+        for layer in LAYER_UNITS
+        for kind, suffix in (("ablation", "units.tsv"), ("attributes", "tsv"))
+    ]
+
+
+def cached_outputs(workdir: Path, models: list[str] = MODELS) -> list[Path]:
+    """The outputs of train, extract and ablate behind `targets(models)`."""
+    paths = []
+    for model in models:
+        paths += [workdir / f"results/models/{model}.pt", workdir / f"results/models/{model}.json"]
+        for layer, units in LAYER_UNITS.items():
+            paths.append(workdir / f"results/{model}/activations/{layer}.npz")
+            paths += [
+                workdir
+                / f"results/{model}/ablation/chunks/{layer}/{start}-{min(start + CHUNK_SIZE, units) - 1}.npz"
+                for start in range(0, units, CHUNK_SIZE)
+            ]
+    return paths
+
+
+def run_cached(workdir: Path, cache: Path, *targets_: str, config: dict | None = None):
+    if config is None:
+        config = yaml.safe_load(TINY_CONFIG.read_text())
+    workdir.mkdir(exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    # targets first: `--cache` takes the words after it as rule names
+    result = snakemake(workdir, *targets_, "--cache", env={"SNAKEMAKE_OUTPUT_CACHE": str(cache)})
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("cache")
+    cache = root / "cache"
+    cache.mkdir()
+    output = run_cached(root / "first", cache, *targets())
+    return root, cache, output
+
+
+def test_first_run_computes_and_stores_every_cached_output(first_run):
+    root, cache, output = first_run
+    for path in cached_outputs(root / "first"):
+        assert path.is_symlink() and Path(os.readlink(path)).parent == cache
+        assert f"Moving output file {path.relative_to(root / 'first')} to cache." in output
+    assert (root / "first/results/logs/train" / f"{MODELS[0]}.log").exists()
+
+
+def test_second_directory_takes_them_from_the_cache(first_run):
+    root, cache, _ = first_run
+    output = run_cached(root / "second", cache, *targets())
+    for first, second in zip(cached_outputs(root / "first"), cached_outputs(root / "second"), strict=True):
+        assert os.readlink(second) == os.readlink(first)
+        assert f"Symlinking output file {second.relative_to(root / 'second')} from cache." in output
+    logs = root / "second/results/logs"
+    logs = [path for rule in ("train", "extract", "ablate") for path in (logs / rule).rglob("*.log")]
+    assert logs and all(path.stat().st_size == 0 for path in logs)  # created by Snakemake, no job wrote
+    for target in targets():  # what was computed from the cached outputs is the same
+        assert (root / "second" / target).read_bytes() == (root / "first" / target).read_bytes()
+
+
+def test_layers_and_models_never_share_an_entry(first_run):
+    root, _, _ = first_run
+    outputs = cached_outputs(root / "first")
+    entries = {os.readlink(path) for path in outputs}
+    assert len(entries) == len(outputs)
+    for model in MODELS:
+        for layer, units in LAYER_UNITS.items():
+            with np.load(root / f"first/results/{model}/activations/{layer}.npz") as activations:
+                assert activations["eval_mean"].shape[-1] == units
+            with np.load(root / f"first/results/{model}/ablation/chunks/{layer}/0-23.npz") as chunk:
+                assert chunk["units"].tolist() == list(range(CHUNK_SIZE))
+    weights = {(root / f"first/results/models/{model}.pt").read_bytes() for model in MODELS}
+    assert len(weights) == 2
+
+
+def test_flipping_a_setting_back_is_served_from_the_cache(first_run):
+    root, cache, _ = first_run
+    workdir = root / "flip"
+    shutil.copytree(root / "first", workdir, symlinks=True)  # with .snakemake: the params it ran with
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    model = MODELS[0]
+    flipped = {**config, "train": {**config["train"], "epochs": 2}}
+    output = run_cached(workdir, cache, *targets([model]), config=flipped)
+    assert f"Moving output file results/models/{model}.pt to cache." in output  # trained anew
+    assert os.readlink(workdir / f"results/models/{model}.pt") != os.readlink(
+        root / f"first/results/models/{model}.pt"
+    )
+    output = run_cached(workdir, cache, *targets([model]), config=config)
+    for first, back in zip(
+        cached_outputs(root / "first", [model]), cached_outputs(workdir, [model]), strict=True
+    ):
+        assert os.readlink(back) == os.readlink(first)
+        assert f"Symlinking output file {back.relative_to(workdir)} from cache." in output
+    assert "Moving output file" not in output  # nothing was computed again

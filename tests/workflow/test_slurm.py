@@ -1,0 +1,300 @@
+"""SLURM: the cluster profile's sbatch calls (no cluster needed) and real runs on a local test cluster.
+
+The first tests load profiles/slurm the way `snakemake --workflow-profile profiles/slurm` does and
+build sbatch calls with snakemake-executor-plugin-slurm's own functions. The integration tests
+start a one-node SLURM cluster on this machine (tests/support/slurm_cluster.py: root and Debian packages
+needed, skipped otherwise) and run the workflow through it with profiles/slurm-test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from snakemake.cli import parse_args
+from snakemake_executor_plugin_slurm import Executor
+from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+from snakemake_executor_plugin_slurm.utils import set_gres_string
+from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+from support.slurm_cluster import SlurmCluster, SlurmUnavailable, start_cluster
+from support.workflow_runs import PROJECT_ROOT, SNAKEMAKE, scheduled_jobs
+
+CLUSTER_PROFILE = PROJECT_ROOT / "profiles" / "slurm"
+TEST_PROFILE = PROJECT_ROOT / "profiles" / "slurm-test"
+GPU_RULES = ("ablate", "cumulative", "extract", "prepare_model")
+
+
+def load_profile(profile: Path) -> argparse.Namespace:
+    """Snakemake's own parse of `snakemake --workflow-profile <profile>` for this workflow."""
+    _, args = parse_args(["--snakefile", str(PROJECT_ROOT / "Snakefile"), "--workflow-profile", str(profile)])
+    return args
+
+
+def rule_resources(args: argparse.Namespace, rule: str, attempt: int, threads: int = 1) -> dict:
+    """A rule's resources from a profile's default-resources and set-resources at one attempt."""
+    merged = {**dict(args.default_resources.items()), **(args.set_resources or {}).get(rule, {})}
+    values = {}
+    for name, resource in merged.items():
+        if resource.is_evaluable():
+            resource = resource.evaluate(
+                wildcards={}, input=[], attempt=attempt, threads=threads, rulename=rule, async_run=None
+            )
+        values[name] = resource.value
+    return values
+
+
+class JobResources(dict):
+    """Resources with attribute access, as the plugin reads them (`job.resources.runtime`)."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError as error:
+            raise AttributeError(name) from error
+
+
+@dataclass
+class FakeJob:
+    """The parts of a Snakemake job that the plugin's command builders read."""
+
+    name: str
+    resources: JobResources
+    threads: int
+
+    def is_group(self) -> bool:
+        return False
+
+
+def sbatch_command(args: argparse.Namespace, rule: str, attempt: int) -> str:
+    """The sbatch call the SLURM plugin builds for one job of `rule` under the profile `args`."""
+    config_threads = yaml.safe_load((PROJECT_ROOT / "config.yaml").read_text())["threads"]
+    threads = config_threads.get({"cumulative": "ablate"}.get(rule, rule), 1)  # as the rules read them
+    job = FakeJob(rule, JobResources(rule_resources(args, rule, attempt, threads)), threads)
+    settings = ExecutorPluginRegistry().get_plugin("slurm").get_settings(args)
+    # the plugin's partition logic; a preset empty fallback keeps it from asking sinfo
+    executor = SimpleNamespace(_partitions=None, _fallback_partition="", logger=None)
+    params = {
+        "run_uuid": "run",
+        "slurm_logfile": Path("slurm.log"),
+        "comment_str": f"rule_{rule}",
+        "account": "",
+        "partition": Executor.get_partition_arg(executor, job),
+        "workdir": "/work",
+    }
+    return get_submit_command(job, params, settings=settings) + set_gres_string(job)
+
+
+def option(command: str, *names: str) -> str | None:
+    """The value of the first of `names` (e.g. -t / --time) in an sbatch command, else None."""
+    for name in names:
+        match = re.search(rf"(?:^|\s){re.escape(name)}[=\s]'?([^'\s]+)'?", command)
+        if match:
+            return match.group(1)
+    return None
+
+
+@pytest.mark.parametrize("rule", GPU_RULES)
+def test_cluster_profile_gives_gpu_rules_a_gpu_time_memory_and_partition(rule):
+    args = load_profile(CLUSTER_PROFILE)
+    assert args.executor == "slurm"
+    resources = rule_resources(args, rule, attempt=1)
+    first, second = sbatch_command(args, rule, attempt=1), sbatch_command(args, rule, attempt=2)
+    assert "--gpus=1" in first.split(), first
+    assert option(first, "-p", "--partition") == resources["slurm_partition"]
+    times = [int(option(command, "-t", "--time")) for command in (first, second)]
+    memory = [int(option(command, "--mem")) for command in (first, second)]
+    assert (times[0], memory[0]) == (resources["runtime"], resources["mem_mb"])  # minutes, MB
+    assert times[1] > times[0] and memory[1] > memory[0], "a retry must get more time and memory"
+    assert "--cpus-per-task=" in first
+
+
+def test_cluster_profile_cpu_rules_ask_for_no_gpu_and_settings_are_the_plugins():
+    args = load_profile(CLUSTER_PROFILE)
+    command = sbatch_command(args, "train", attempt=1)
+    assert "--gpus" not in command and option(command, "-p", "--partition")
+    assert option(command, "-t", "--time") and option(command, "--mem")
+    settings = ExecutorPluginRegistry().get_plugin("slurm").get_settings(args)
+    assert settings.array_jobs == "ablate" and settings.status_command == "sacct"
+    assert args.retries >= 1 and args.jobs >= 1
+
+
+@pytest.mark.parametrize("profile", [CLUSTER_PROFILE, TEST_PROFILE], ids=["slurm", "slurm-test"])
+def test_cluster_profiles_rerun_jobs_like_the_default_profile(profile):
+    """A workflow profile replaces profiles/default, so the SLURM ones repeat its rerun triggers."""
+    defaults = load_profile(PROJECT_ROOT / "profiles" / "default")
+    assert load_profile(profile).rerun_triggers == defaults.rerun_triggers
+
+
+def dry_run_resources(output: str) -> dict[str, list[str]]:
+    """Rule -> the `resources:` lines of its jobs in a dry run's output."""
+    found: dict[str, list[str]] = {}
+    rule = None
+    for line in output.splitlines():
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line[5:-1]
+        elif line.strip().startswith("resources:") and rule:
+            found.setdefault(rule, []).append(line.strip())
+    return found
+
+
+def test_dry_run_with_the_cluster_profile_needs_no_cluster(tmp_path):
+    """Every key of profiles/slurm is accepted, with no SLURM command on PATH; jobs get its resources."""
+    shutil.copy(PROJECT_ROOT / "tests" / "tiny-config.yaml", tmp_path / "config.yaml")
+    bin_dir = tmp_path / "bin"  # only `which`, which the plugin calls to look for sacct/squeue
+    bin_dir.mkdir()
+    (bin_dir / "which").symlink_to(shutil.which("which"))
+    command = [SNAKEMAKE, "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(tmp_path)]
+    command += [
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "--workflow-profile",
+        str(CLUSTER_PROFILE),
+        "-n",
+    ]
+    env = {"PATH": f"{Path(sys.executable).parent}:{bin_dir}", "HOME": str(tmp_path)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    resources = dry_run_resources(output)
+    args = load_profile(CLUSTER_PROFILE)
+    fmnist_gpu_rules = ("ablate", "cumulative", "extract")  # prepare_model: pretrained models only
+    for rule in (*fmnist_gpu_rules, "train", "gather"):
+        expected = rule_resources(args, rule, attempt=1)
+        assert resources[rule], f"no {rule} job in the dry run"
+        for line in resources[rule]:
+            items = dict(item.split("=", 1) for item in line.removeprefix("resources: ").split(", "))
+            for name in ("runtime", "mem_mb", "slurm_partition"):
+                assert items[name] == str(expected[name]), (rule, name, line)
+            assert items.get("gpu", "0") == str(expected.get("gpu", 0)), (rule, line)
+    with_gpu = {rule for rule in fmnist_gpu_rules if "gpu=1" in " ".join(resources[rule])}
+    assert with_gpu == set(fmnist_gpu_rules)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory) -> Iterator[SlurmCluster]:
+    """A running one-node SLURM cluster (skipped with the reason when this machine cannot run one)."""
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    except SlurmUnavailable as reason:
+        pytest.skip(f"no local SLURM test cluster: {reason}")
+    print(f"SLURM test cluster: apt {cluster.install_seconds:.1f} s, up in {cluster.start_seconds:.1f} s")
+    yield cluster
+    cluster.stop()
+
+
+def slurm_snakemake(cluster: SlurmCluster, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the workflow in `workdir` through the test cluster with profiles/slurm-test."""
+    command = [SNAKEMAKE, "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir)]
+    command += ["--configfile", str(workdir / "config.yaml"), "--workflow-profile", str(TEST_PROFILE), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, env=cluster.env)
+
+
+def small_config(path: Path) -> None:
+    """The tiny config cut to one model, one layer (2 ablation chunks), no rotations, no cumulative."""
+    config = yaml.safe_load((PROJECT_ROOT / "tests" / "tiny-config.yaml").read_text())
+    config["variants"] = {"baseline": config["variants"]["baseline"]}
+    config["analysis"].update(layers=["conv5"], rotation_seeds=[])
+    config["ablation"]["chunk_size"] = 16  # conv5 has 32 units at width 0.5
+    config["correlation"].update(resamples=20, permutations=20)
+    config["cumulative"]["layers"] = []
+    path.write_text(yaml.safe_dump(config))
+
+
+def minutes(limit: str) -> int:
+    """A SLURM time limit ([D-]HH:MM:SS) in whole minutes."""
+    days, _, clock = limit.rpartition("-")
+    hours, mins, _ = (int(part) for part in clock.split(":"))
+    return int(days or 0) * 1440 + hours * 60 + mins
+
+
+def job_fields(cluster: SlurmCluster, jobid: str) -> list[dict[str, str]]:
+    """`scontrol show job` as one dict per record (an array job has one per task)."""
+    result = cluster.run("scontrol", "--oneliner", "show", "job", jobid)
+    assert result.returncode == 0, f"the scheduler does not know job {jobid}: {result.stderr}"
+    return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in result.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.integration
+def test_workflow_runs_through_slurm(slurm_cluster, tmp_path):
+    small_config(tmp_path / "config.yaml")
+    dry = slurm_snakemake(slurm_cluster, tmp_path, "-n", "--quiet", "rules")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    rules = set(scheduled_jobs(dry.stdout + dry.stderr)) - {"all"}
+    start = time.monotonic()
+    result = slurm_snakemake(slurm_cluster, tmp_path)
+    print(f"workflow through SLURM: {time.monotonic() - start:.0f} s")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert (tmp_path / "results" / "summary.md").is_file()
+    assert len(list((tmp_path / "results").glob("*/ablation/chunks/conv5/*.npz"))) == 2
+
+    profile = load_profile(TEST_PROFILE)
+    single = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", output)
+    arrays = re.findall(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)", output)
+    assert single and arrays, output[-3000:]
+    seen_rules = set()
+    for jobid, log in single:
+        assert Path(log).is_file(), f"no SLURM log {log}"
+        (record,) = job_fields(slurm_cluster, jobid)
+        rule = record["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+        resources = rule_resources(profile, rule, attempt=1)
+        assert record["JobState"] == "COMPLETED", record
+        assert minutes(record["TimeLimit"]) == resources["runtime"], (rule, record["TimeLimit"])
+        assert record["MinMemoryNode"] == f"{resources['mem_mb']}M", (rule, record["MinMemoryNode"])
+        seen_rules.add(rule)
+    array_rules = set()
+    for members, jobid in arrays:
+        tasks = job_fields(slurm_cluster, jobid)
+        assert len(tasks) == len(members.split(",")), tasks
+        for task in tasks:
+            rule = task["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+            resources = rule_resources(profile, rule, attempt=1)
+            assert task["JobState"] == "COMPLETED" and task["ArrayJobId"] == jobid, task
+            assert minutes(task["TimeLimit"]) == resources["runtime"], (rule, task["TimeLimit"])
+            # the plugin adds a MB or so for the array's encoded job list
+            assert int(task["MinMemoryNode"].removesuffix("M")) >= resources["mem_mb"], task
+            log = (
+                tmp_path / ".snakemake" / "slurm_logs" / f"rule_{rule}" / f"{jobid}_{task['ArrayTaskId']}.log"
+            )
+            assert log.is_file(), f"no SLURM log {log}"
+            array_rules.add(rule)
+    assert array_rules == {"ablate"}, "ablation chunks go out as one job array (slurm-array-jobs)"
+    assert seen_rules | array_rules == rules, "every rule's jobs went through the scheduler"
+
+
+@pytest.mark.integration
+def test_retry_gets_the_grown_resources_from_the_scheduler(slurm_cluster, tmp_path):
+    """A job that fails once is resubmitted with the attempt-2 values of the profile's expressions."""
+    (tmp_path / "Snakefile").write_text(
+        "rule flaky:\n"
+        '    output: "done.txt"\n'
+        '    shell: "test -e failed_once || {{ touch failed_once; exit 1; }}; touch {output}"\n'
+    )
+    profile = yaml.safe_load((TEST_PROFILE / "profile.yaml").read_text())
+    profile["retries"] = 1
+    profile["set-resources"] = {"flaky": {"runtime": "2 * attempt", "mem_mb": "200 * attempt"}}
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "profile.yaml").write_text(yaml.safe_dump(profile))
+    command = [SNAKEMAKE, "--directory", str(tmp_path), "--workflow-profile", str(tmp_path / "profile")]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=slurm_cluster.env, cwd=tmp_path
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    jobids = re.findall(r"has been submitted with SLURM jobid (\d+)", output)
+    assert len(jobids) == 2, output[-3000:]
+    (first,), (second,) = (job_fields(slurm_cluster, jobid) for jobid in jobids)
+    assert (first["JobState"], second["JobState"]) == ("FAILED", "COMPLETED")
+    assert (first["TimeLimit"], second["TimeLimit"]) == ("00:02:00", "00:04:00")
+    assert (first["MinMemoryNode"], second["MinMemoryNode"]) == ("200M", "400M")
