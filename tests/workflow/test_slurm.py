@@ -27,6 +27,7 @@ from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
+from support.paths import TINY_CONFIG
 from support.slurm_cluster import SlurmCluster, SlurmUnavailable, start_cluster
 from support.workflow_runs import PROJECT_ROOT, SNAKEMAKE, scheduled_jobs
 
@@ -150,7 +151,7 @@ def dry_run_resources(output: str) -> dict[str, list[str]]:
 
 def test_dry_run_with_the_cluster_profile_needs_no_cluster(tmp_path):
     """Every key of profiles/slurm is accepted, with no SLURM command on PATH; jobs get its resources."""
-    shutil.copy(PROJECT_ROOT / "tests" / "tiny-config.yaml", tmp_path / "config.yaml")
+    shutil.copy(TINY_CONFIG, tmp_path / "config.yaml")
     bin_dir = tmp_path / "bin"  # only `which`, which the plugin calls to look for sacct/squeue
     bin_dir.mkdir()
     (bin_dir / "which").symlink_to(shutil.which("which"))
@@ -202,7 +203,7 @@ def slurm_snakemake(cluster: SlurmCluster, workdir: Path, *args: str) -> subproc
 
 def small_config(path: Path) -> None:
     """The tiny config cut to one model, one layer (2 ablation chunks), no rotations, no cumulative."""
-    config = yaml.safe_load((PROJECT_ROOT / "tests" / "tiny-config.yaml").read_text())
+    config = yaml.safe_load((TINY_CONFIG).read_text())
     config["variants"] = {"baseline": config["variants"]["baseline"]}
     config["analysis"].update(layers=["conv5"], rotation_seeds=[])
     config["ablation"]["chunk_size"] = 16  # conv5 has 32 units at width 0.5

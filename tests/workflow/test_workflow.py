@@ -15,6 +15,7 @@ from snakemake.utils import validate
 
 from unit_ablation.files.formats import FORMAT_KEY, FORMATS
 
+from support.paths import TINY_CONFIG
 from support.workflow_runs import PROJECT_ROOT, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.integration
@@ -198,7 +199,7 @@ BAD_CONFIGS = {
 
 
 def write_config(workdir: Path, section: str, key: str, value) -> None:
-    config = yaml.safe_load((PROJECT_ROOT / "tests" / "tiny-config.yaml").read_text())
+    config = yaml.safe_load((TINY_CONFIG).read_text())
     config[section][key] = value
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
 
@@ -257,7 +258,7 @@ def test_agreement_tables_cover_every_layer(tiny_run):
 
 
 def dry_run_counts(workdir: Path, **ablation) -> dict[str, int]:
-    config = yaml.safe_load((PROJECT_ROOT / "tests" / "tiny-config.yaml").read_text())
+    config = yaml.safe_load((TINY_CONFIG).read_text())
     config["ablation"].update(ablation)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(workdir, "-n", "--quiet", "rules")
@@ -300,7 +301,7 @@ def test_auto_chunks_size_each_layer_by_its_own_cost(tmp_path):
 def test_gpu_jobs_claim_the_gpu_that_the_default_profile_has_one_of(tmp_path):
     profile = yaml.safe_load((PROJECT_ROOT / "profiles" / "default" / "profile.yaml").read_text())
     assert "gpu=1" in profile["resources"]  # a one-GPU workstation: one GPU job at a time
-    config = yaml.safe_load((PROJECT_ROOT / "tests" / "tiny-config.yaml").read_text())
+    config = yaml.safe_load((TINY_CONFIG).read_text())
     config["ablation"]["device"] = "cuda"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n")
