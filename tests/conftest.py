@@ -61,15 +61,19 @@ def tiny_run(tmp_path_factory) -> Path:
     """A complete run of the tiny config and its report, in a temporary project folder that deploys
     the workflow as a Snakemake module (no schemas/, src/ or scripts/ of its own).
 
-    Tests that use it run the checkout's Snakefile on it directly, which must plan nothing new.
+    Tests that use it run the checkout's Snakefile on it directly, which must plan nothing new. The
+    files its jobs opened for writing are listed in `support.write_audit.writes_record(tiny_run)`.
     """
     from support.workflow_runs import MODULE_SNAKEFILE, TINY_CONFIG, snakemake
+    from support.write_audit import audit_environment, writes_record
 
     workdir = tmp_path_factory.mktemp("tiny")
     shutil.copy(TINY_CONFIG, workdir / "config.yaml")
     snakefile = workdir / "Snakefile"
     snakefile.write_text(MODULE_SNAKEFILE)
-    result = snakemake(workdir, snakefile=snakefile)
+    # every file the run's jobs open for writing, for the atomic-write test
+    audit = audit_environment(workdir.parent / f"{workdir.name}-audit", writes_record(workdir))
+    result = snakemake(workdir, snakefile=snakefile, env=audit)
     assert result.returncode == 0, result.stderr[-5000:]
     report = snakemake(workdir, "--report", "results/report.html", snakefile=snakefile)
     assert report.returncode == 0, report.stderr[-3000:]

@@ -59,6 +59,14 @@ def runtime_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
 def imported_modules(path: Path) -> set[str]:
     """Names of the package's modules that the file imports (at any depth of the file, except in
     `if TYPE_CHECKING:` blocks)."""
+    stat = path.stat()
+    return set(_imports_of_version(path, stat.st_mtime_ns, stat.st_size))
+
+
+@cache
+def _imports_of_version(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    # keyed like _digest_of_version: each file is parsed once per parse of the Snakefile, not once
+    # per rule that imports it
     names = set()
     for node in runtime_imports(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -70,7 +78,7 @@ def imported_modules(path: Path) -> set[str]:
         else:
             continue
         names.update(name for name in candidates if name.startswith(f"{PACKAGE}."))
-    return names
+    return frozenset(names)
 
 
 def module_file(name: str, package_dir: Path) -> Path | None:
@@ -102,11 +110,15 @@ def module_closure(script: Path, package_dir: Path, extra_modules: Sequence[str]
         if module is None:
             raise ValueError(f"{name}: no such module under {package_dir}")
         pending.append(module)
+    resolved: set[str] = set()
     while pending:
         path = pending.pop()
         names = [f"{PACKAGE}.{_dotted(path, package_dir)}"] if path.is_relative_to(package_dir) else []
         for imported in [*names, *imported_modules(path)]:
             for name in _with_parents(imported):
+                if name in resolved:
+                    continue
+                resolved.add(name)
                 module = module_file(name, package_dir)
                 if module is not None and module not in seen:
                     seen.add(module)
