@@ -7,7 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 SNAKEMAKE_ARGS ?=
-TEST_WORKERS ?= auto
+# One pytest-xdist worker more than cores: the SLURM test's worker mostly waits on the scheduler.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 .PHONY: run test env test-env data lint report clean
 

@@ -6,6 +6,7 @@ touch, derived from the complete job list, not with job counts.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -49,7 +50,15 @@ def dry_run(workdir: Path, config: dict | None = None, snakefile: Path | None = 
 
 
 def every_job(workdir: Path, config: dict | None = None) -> set[Job]:
+    """Every job of the study in `workdir`, with `config` instead of its own."""
+    if config is None:
+        return set(_every_job_of_own_config(workdir))
     return dry_run(workdir, config, None, "--forceall")
+
+
+@functools.cache
+def _every_job_of_own_config(workdir: Path) -> frozenset[Job]:
+    return frozenset(dry_run(workdir, None, None, "--forceall"))
 
 
 def of_rules(jobs: set[Job], rules: set[str]) -> set[Job]:
