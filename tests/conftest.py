@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -58,17 +57,20 @@ def small_model(request: pytest.FixtureRequest, _trained_models) -> torch.nn.Mod
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A complete run of the tiny config and its report, in a temporary project folder that deploys
-    the workflow as a Snakemake module (no schemas/, src/ or scripts/ of its own).
+    """A complete run of the tiny config (conv5 only: `tiny_run_config`) and its report, in a
+    temporary project folder that deploys the workflow as a Snakemake module (no schemas/, src/ or
+    scripts/ of its own).
 
     Tests that use it run the checkout's Snakefile on it directly, which must plan nothing new. The
     files its jobs opened for writing are listed in `support.write_audit.writes_record(tiny_run)`.
     """
-    from support.workflow_runs import MODULE_SNAKEFILE, TINY_CONFIG, snakemake
+    import yaml
+
+    from support.workflow_runs import MODULE_SNAKEFILE, snakemake, tiny_run_config
     from support.write_audit import audit_environment, writes_record
 
     workdir = tmp_path_factory.mktemp("tiny")
-    shutil.copy(TINY_CONFIG, workdir / "config.yaml")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_run_config()))
     snakefile = workdir / "Snakefile"
     snakefile.write_text(MODULE_SNAKEFILE)
     # every file the run's jobs open for writing, for the atomic-write test
@@ -85,20 +87,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # threads than cores make torch's thread pools spin against each other
     torch.set_num_threads(1)
 
-# Groups that hold whole workflow runs, longest first: xdist hands out groups in collection order,
-# so these start at once instead of after the unit tests.
+# Groups that hold whole workflow runs, in the order they start (`make test` passes
+# --no-loadscope-reorder, so xdist keeps this order). xdist gives each worker two groups at once:
+# with 3 workers the SLURM run (which mostly waits on the scheduler) gets the cache runs behind it,
+# and the long tiny-run group gets a short one.
 LONG_GROUPS = (
-    "tiny_run",
     "tests/workflow/test_slurm.py",
     "tests/workflow/test_pretrained_workflow.py",
+    "tiny_run",
     "tests/workflow/test_cache.py",
 )
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (`make test` runs `-n auto --dist loadgroup`), tests that share a run stay on
-    one worker, so that it runs once: the session's tiny run, and each file's module-scoped runs."""
+    """With pytest-xdist (`make test` runs `--dist loadgroup`), tests that share a run stay on one
+    worker, so that it runs once: the session's tiny run, and each file's module-scoped runs."""
     groups = {}
     for item in items:
         group = "tiny_run" if "tiny_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]

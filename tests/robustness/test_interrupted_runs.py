@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from support.workflow_runs import PROJECT_ROOT, SNAKEMAKE, TINY_CONFIG, snakemake
+from support.workflow_runs import PROJECT_ROOT, SNAKEMAKE, snakemake
 from support.write_audit import audit_environment, writes_record, written_in_place
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ if target:
 MODEL = "fmnist-alexnet-bn-s0"
 TARGET = f"{MODEL}/ablation/chunks/conv5/"
 # One model's tables for conv5 in both bases: they need every stage that computes with torch or a
-# seeded generator, and nothing of the other model or of conv4.
+# seeded generator, and nothing of the other model.
 TARGETS = [
     f"results/{MODEL}/{kind}/{layer_spec}.tsv"
     for kind in ("correlation", "statistics")
@@ -87,10 +87,11 @@ def result_tables(workdir: Path) -> dict[str, bytes]:
     }
 
 
-def fresh_workdir(tmp_path: Path, name: str) -> Path:
+def fresh_workdir(tmp_path: Path, name: str, tiny_run: Path) -> Path:
+    """A new project folder with the tiny run's config."""
     workdir = tmp_path / name
     workdir.mkdir()
-    shutil.copy(TINY_CONFIG, workdir / "config.yaml")
+    shutil.copy(tiny_run / "config.yaml", workdir / "config.yaml")
     return workdir
 
 
@@ -105,7 +106,7 @@ def test_every_job_of_a_complete_run_writes_through_a_temporary_renamed_into_pla
 
 
 def test_a_run_killed_mid_write_reruns_only_the_incomplete_jobs_and_ends_byte_identical(tiny_run, tmp_path):
-    workdir = fresh_workdir(tmp_path, "killed")
+    workdir = fresh_workdir(tmp_path, "killed", tiny_run)
     every_job = dry_run(workdir, *TARGETS)
     signal_file, record = tmp_path / "half-written", tmp_path / "writes.txt"
     audit = audit_environment(tmp_path / "fault", record, extra_code=HALF_WRITE)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from support.paths import PROJECT_ROOT, TINY_CONFIG  # noqa: F401  (re-exported)
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -29,6 +31,18 @@ module unit_ablation:
 
 use rule * from unit_ablation
 """
+
+
+# The session's tiny run (tests/conftest.py) studies conv5 in both bases: one layer keeps the run at
+# about 50 jobs, and two-layer studies are planned in the dry-run tests on TINY_CONFIG itself.
+TINY_RUN_LAYER_SPECS = ["conv5", "conv5@rot0"]
+
+
+def tiny_run_config() -> dict:
+    """TINY_CONFIG with the tiny run's layers."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["analysis"]["layers"] = ["conv5"]
+    return config
 
 
 def snakemake(

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 CLASSES = ["bars", "dots", "plain"]
 IMAGES_PER_CLASS = 6
 UNITS = {"alexnet-places": {"conv5": 256}, "resnet18-random": {"layer4": 512}}
+CHUNK_SIZE = 256  # AlexNet's conv5 in one job, ResNet's layer4 in two
 
 
 def write_image_folder(root: Path) -> Path:
@@ -83,7 +84,7 @@ def study_config(assets: Path) -> dict:
     # the canonical basis only: rotated bases run in the tiny study and on these models in
     # tests/unit/engine/test_engine.py
     config["analysis"]["rotation_seeds"] = []
-    config["ablation"].update(chunk_size=128, batch_size=9)
+    config["ablation"].update(chunk_size=CHUNK_SIZE, batch_size=9)
     config["correlation"].update(resamples=20, permutations=20)
     config["cumulative"].update(layers=["conv5"], classes=2, max_units=2, random_draws=1)
     return config
@@ -103,7 +104,7 @@ def test_dry_run_plans_models_times_layers_times_chunks(tmp_path, assets):
     result = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = scheduled_jobs(result.stdout + result.stderr)
-    chunks = sum(-(-units // 128) for layers in UNITS.values() for units in layers.values())
+    chunks = sum(-(-units // CHUNK_SIZE) for layers in UNITS.values() for units in layers.values())
     assert counts["ablate"] == chunks
     assert counts["prepare_model"] == 2 and counts["decode_images"] == 1 and "train" not in counts
     assert counts["cumulative"] == 1  # conv5 is a layer of the AlexNet only

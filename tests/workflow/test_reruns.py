@@ -117,12 +117,12 @@ def test_resamples_count_reruns_correlate_and_what_reads_it(tiny_run, config):
 
 
 def test_chunk_size_reruns_ablation_and_downstream_but_no_training_or_extraction(tiny_run, config):
-    config["ablation"]["chunk_size"] = 16
+    config["ablation"]["chunk_size"] = 16  # chunks 0-15 and 16-31, none of which the run has
     everything = every_job(tiny_run, config)
     planned = dry_run(tiny_run, config)
     assert planned == everything - of_rules(everything, UPSTREAM_OF_ABLATION)
-    # 2 models x (conv4 48 units: 3 chunks, conv5 32 units: 2 chunks) x 2 bases
-    assert len(of_rules(planned, {"ablate"})) == 2 * (3 + 2) * 2
+    # 2 models x conv5 (32 units: 2 chunks) x 2 bases
+    assert len(of_rules(planned, {"ablate"})) == 2 * 2 * 2
 
 
 def test_new_layer_runs_its_own_jobs_and_the_aggregates_that_take_it_in(tiny_run, config):
@@ -155,7 +155,7 @@ def test_a_mean_ablation_comparison_adds_its_ablation_and_analysis_only(tiny_run
     }
     # the same units' attributes serve both values: no extraction, no training
     assert not of_rules(planned, UPSTREAM_OF_ABLATION)
-    assert naming(planned, "conv5@rot0+mean/") and naming(planned, "conv4+mean.")
+    assert naming(planned, "conv5@rot0+mean/") and naming(planned, "conv5+mean.")
     assert of_rules(planned, {"summarize"})
 
 
