@@ -88,13 +88,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 # Groups that hold whole workflow runs, in the order they start (`make test` passes
-# --no-loadscope-reorder, so xdist keeps this order). xdist gives each worker two groups at once:
-# with 3 workers the SLURM run (which mostly waits on the scheduler) gets the cache runs behind it,
-# and the long tiny-run group gets a short one.
+# --no-loadscope-reorder, so xdist keeps this order). xdist hands each worker two groups at once:
+# with 3 workers, the SLURM run (which mostly waits on the scheduler) has the cache runs behind it,
+# and the tiny-run and torchvision groups each have a short group behind them.
 LONG_GROUPS = (
     "tests/workflow/test_slurm.py",
-    "tests/workflow/test_pretrained_workflow.py",
     "tiny_run",
+    "tests/workflow/test_pretrained_workflow.py",
     "tests/workflow/test_cache.py",
 )
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from support.workflow_runs import PROJECT_ROOT, SNAKEMAKE, snakemake
+from support.workflow_runs import CORES, PROJECT_ROOT, SNAKEMAKE, snakemake
 from support.write_audit import audit_environment, writes_record, written_in_place
 
 pytestmark = pytest.mark.integration
@@ -112,7 +112,7 @@ def test_a_run_killed_mid_write_reruns_only_the_incomplete_jobs_and_ends_byte_id
     audit = audit_environment(tmp_path / "fault", record, extra_code=HALF_WRITE)
     env = {**os.environ, **audit, "FAULT_TARGET": TARGET, "FAULT_SIGNAL": str(signal_file)}
     command = [SNAKEMAKE, "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir)]
-    command += ["--configfile", str(workdir / "config.yaml"), "--cores", "2", *TARGETS]
+    command += ["--configfile", str(workdir / "config.yaml"), "--cores", CORES, *TARGETS]
     run = subprocess.Popen(
         command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )

@@ -45,6 +45,11 @@ def tiny_run_config() -> dict:
     return config
 
 
+# Cores per workflow run: 2, or 1 on a pytest-xdist worker, where the workers already keep every
+# core busy (more runnable jobs than cores only makes each slower).
+CORES = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+
+
 def snakemake(
     workdir: Path,
     *args: str,
@@ -52,7 +57,7 @@ def snakemake(
     configfile: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run snakemake on `workdir` with its config.yaml (or `configfile`), 2 cores."""
+    """Run snakemake on `workdir` with its config.yaml (or `configfile`), on CORES cores."""
     command = [
         SNAKEMAKE,
         "--snakefile",
@@ -62,7 +67,7 @@ def snakemake(
         "--configfile",
         str(configfile or workdir / "config.yaml"),
         "--cores",
-        "2",
+        CORES,
         *args,
     ]
     return subprocess.run(
