@@ -19,7 +19,7 @@ run: env data bytecode
 
 # Tests that share a workflow run stay on one pytest-xdist worker (tests/conftest.py).
 test: test-env data bytecode
-	$(BIN)/python -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup
 
 env: $(VENV)/.runtime-installed
 

@@ -87,26 +87,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # threads than cores make torch's thread pools spin against each other
     torch.set_num_threads(1)
 
-# Groups that hold whole workflow runs, in the order they start (`make test` passes
-# --no-loadscope-reorder, so xdist keeps this order). xdist hands each worker two groups at once:
-# with 3 workers, the SLURM run (which mostly waits on the scheduler) has the cache runs behind it,
-# and the tiny-run and torchvision groups each have a short group behind them.
-LONG_GROUPS = (
-    "tests/workflow/test_slurm.py",
-    "tiny_run",
-    "tests/workflow/test_pretrained_workflow.py",
-    "tests/workflow/test_cache.py",
-)
-
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With pytest-xdist (`make test` runs `--dist loadgroup`), tests that share a run stay on one
     worker, so that it runs once: the session's tiny run, and each file's module-scoped runs."""
-    groups = {}
     for item in items:
         group = "tiny_run" if "tiny_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
-        groups[item.nodeid] = group
-    rank = {group: index for index, group in enumerate(LONG_GROUPS)}
-    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(LONG_GROUPS)))

@@ -45,9 +45,7 @@ def tiny_run_config() -> dict:
     return config
 
 
-# Cores per workflow run: 2, or 1 on a pytest-xdist worker, where the workers already keep every
-# core busy (more runnable jobs than cores only makes each slower).
-CORES = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+CORES = "2"  # per workflow run
 
 
 def snakemake(
