@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from support.workflow_runs import CORES, PROJECT_ROOT, SNAKEMAKE, snakemake
+from support.workflow_runs import CORES, PROJECT_ROOT, SNAKEMAKE, TINY_RUN_LAYER_SPECS, snakemake
 from support.write_audit import audit_environment, writes_record, written_in_place
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ TARGET = f"{MODEL}/ablation/chunks/conv5/"
 TARGETS = [
     f"results/{MODEL}/{kind}/{layer_spec}.tsv"
     for kind in ("correlation", "statistics")
-    for layer_spec in ("conv5", "conv5@rot0")
+    for layer_spec in TINY_RUN_LAYER_SPECS
 ] + [f"results/{MODEL}/cumulative/conv5.tsv"]
 _JOB = re.compile(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    output: (.*)\n", re.MULTILINE)
 

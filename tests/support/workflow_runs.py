@@ -35,14 +35,22 @@ use rule * from unit_ablation
 
 # The session's tiny run (tests/conftest.py) studies conv5 in both bases: one layer keeps the run at
 # about 50 jobs, and two-layer studies are planned in the dry-run tests on TINY_CONFIG itself.
-TINY_RUN_LAYER_SPECS = ["conv5", "conv5@rot0"]
+TINY_RUN_LAYERS = ["conv5"]
 
 
 def tiny_run_config() -> dict:
     """TINY_CONFIG with the tiny run's layers."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["analysis"]["layers"] = ["conv5"]
+    config["analysis"]["layers"] = TINY_RUN_LAYERS
     return config
+
+
+# each layer in the canonical basis and in every rotation of the tiny config
+TINY_RUN_LAYER_SPECS = [
+    f"{layer}{suffix}"
+    for layer in TINY_RUN_LAYERS
+    for suffix in ["", *(f"@rot{seed}" for seed in tiny_run_config()["analysis"]["rotation_seeds"])]
+]
 
 
 CORES = "2"  # per workflow run
