@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import fcntl
 import os
 from pathlib import Path
 
@@ -56,30 +57,53 @@ def small_model(request: pytest.FixtureRequest, _trained_models) -> torch.nn.Mod
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete run of the tiny config (conv5 only: `tiny_run_config`) and its report, in a
     temporary project folder that deploys the workflow as a Snakemake module (no schemas/, src/ or
     scripts/ of its own).
 
-    Tests that use it run the checkout's Snakefile on it directly, which must plan nothing new. The
-    files its jobs opened for writing are listed in `support.write_audit.writes_record(tiny_run)`.
+    One run serves every pytest-xdist worker: the first to need it builds it under a file lock,
+    and the others wait for it. Tests only read it: they run the checkout's Snakefile on it
+    (dry runs, which take no lock), or copy it. The files its jobs opened for writing are listed
+    in `support.write_audit.writes_record(tiny_run)`.
     """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above each worker's own
+    workdir, failure = shared / "tiny", shared / "tiny.failed"
+    with open(shared / "tiny.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failure.exists():
+            pytest.fail(f"the tiny run failed on another worker:\n{failure.read_text()}")
+        if not (shared / "tiny.complete").exists():
+            error = _build_tiny_run(workdir)
+            if error:
+                failure.write_text(error)
+                pytest.fail(error)
+            (shared / "tiny.complete").touch()
+    return workdir
+
+
+def _build_tiny_run(workdir: Path) -> str | None:
+    """Run the tiny study and its report in `workdir`; the error output when either fails."""
     import yaml
 
     from support.workflow_runs import MODULE_SNAKEFILE, snakemake, tiny_run_config
     from support.write_audit import audit_environment, writes_record
 
-    workdir = tmp_path_factory.mktemp("tiny")
+    workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_run_config()))
     snakefile = workdir / "Snakefile"
     snakefile.write_text(MODULE_SNAKEFILE)
     # every file the run's jobs open for writing, for the atomic-write test
     audit = audit_environment(workdir.parent / f"{workdir.name}-audit", writes_record(workdir))
     result = snakemake(workdir, snakefile=snakefile, env=audit)
-    assert result.returncode == 0, result.stderr[-5000:]
+    if result.returncode != 0:
+        return f"the tiny run failed:\n{result.stderr[-5000:]}"
     report = snakemake(workdir, "--report", "results/report.html", snakefile=snakefile)
-    assert report.returncode == 0, report.stderr[-3000:]
-    return workdir
+    if report.returncode != 0:
+        return f"the tiny run's report failed:\n{report.stderr[-3000:]}"
+    return None
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -90,8 +114,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (`make test` runs `--dist loadgroup`), tests that share a run stay on one
-    worker, so that it runs once: the session's tiny run, and each file's module-scoped runs."""
+    """With pytest-xdist (`make test` runs `--dist loadgroup`), the tests of a file that has
+    module-, class- or session-scoped fixtures of its own (a workflow run, a cluster) stay on one
+    worker, so that each fixture is made once. Every other test goes wherever there is room: the
+    root conftest's session fixtures are cheap per worker, or shared between workers (`tiny_run`)."""
     for item in items:
-        group = "tiny_run" if "tiny_run" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures else ()
+        if any(d[-1].scope != "function" and d[-1].baseid not in ("", "tests") for d in definitions):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,10 @@ def dry_run(workdir: Path, config: dict | None = None, snakefile: Path | None = 
     """The jobs a dry run of the finished tiny run plans, with `config` instead of its own."""
     configfile = None
     if config is not None:
-        configfile = workdir.parent / f"{workdir.name}-changed.yaml"
-        configfile.write_text(yaml.safe_dump(config))
+        # a file of its own: other pytest-xdist workers dry-run the same tiny run at the same time
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=workdir.parent, delete=False) as file:
+            yaml.safe_dump(config, file)
+        configfile = Path(file.name)
     options = {"configfile": configfile} | ({"snakefile": snakefile} if snakefile else {})
     result = snakemake(workdir, "-n", *args, **options)
     assert result.returncode == 0, result.stderr[-3000:]
