@@ -4,6 +4,10 @@ Snakemake notices a script edit only through the script's mtime and never sees t
 script imports. Each rule therefore gets `params: code=stage_code_hash(...)`: a library edit reruns
 exactly the stages whose import closure contains the module, and an edit to comments or layout
 changes no hash, so it reruns nothing.
+
+Reading a file's tokens and imports costs about 1 s over the package at each parse of the Snakefile
+(every dry run, every SLURM job). Like Python's own bytecode, these facts are kept in a
+`__pycache__` folder, by path, modification time and size, and read again when either changes.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import json
+import os
+import tempfile
 import tokenize
 from collections.abc import Iterator, Sequence
 from functools import cache
@@ -23,7 +30,11 @@ _LAYOUT_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING}
 
 def normalized_source(path: Path) -> str:
     """The file's tokens without comments or layout, one per line (INDENT/DEDENT kept as markers)."""
-    tokens = tokenize.generate_tokens(io.StringIO(path.read_text(encoding="utf-8")).readline)
+    return _normalized(path.read_text(encoding="utf-8"))
+
+
+def _normalized(source: str) -> str:
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
     kept = []
     for token in tokens:
         if token.type in _LAYOUT_TOKENS:
@@ -59,16 +70,12 @@ def runtime_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
 def imported_modules(path: Path) -> set[str]:
     """Names of the package's modules that the file imports (at any depth of the file, except in
     `if TYPE_CHECKING:` blocks)."""
-    stat = path.stat()
-    return set(_imports_of_version(path, stat.st_mtime_ns, stat.st_size))
+    return set(_facts(path)[1])
 
 
-@cache
-def _imports_of_version(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
-    # keyed like _digest_of_version: each file is parsed once per parse of the Snakefile, not once
-    # per rule that imports it
+def _imports_in(source: str, path: Path) -> list[str]:
     names = set()
-    for node in runtime_imports(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    for node in runtime_imports(ast.parse(source, filename=str(path))):
         if isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -78,7 +85,57 @@ def _imports_of_version(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
         else:
             continue
         names.update(name for name in candidates if name.startswith(f"{PACKAGE}."))
-    return frozenset(names)
+    return sorted(names)
+
+
+# ------------------------------------------------------------------ file facts, kept between parses
+STORE = Path(__file__).resolve().parent / "__pycache__" / "code-hashes.json"
+_changed: dict[str, list] = {}  # entries this process computed and has not stored yet
+
+
+def _facts(path: Path) -> tuple[str, tuple[str, ...]]:
+    """The file's digest (tokens without comments or layout) and the package modules it imports."""
+    stat = path.stat()
+    return _facts_of_version(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _facts_of_version(path: Path, mtime_ns: int, size: int) -> tuple[str, tuple[str, ...]]:
+    # keyed by mtime and size so that an edited file is read again, in this process and on disk
+    stored = _stored().get(str(path))
+    if stored is not None and stored[:2] == [mtime_ns, size]:
+        return stored[2], tuple(stored[3])
+    source = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256(_normalized(source).encode()).hexdigest()
+    imports = _imports_in(source, path)
+    _changed[str(path)] = [mtime_ns, size, digest, imports]
+    return digest, tuple(imports)
+
+
+@cache
+def _stored() -> dict[str, list]:
+    try:
+        entries = json.loads(STORE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _store_changes() -> None:
+    """Write the store with this process's new entries (atomically; best effort: a read-only checkout
+    only loses the speed-up)."""
+    if not _changed:
+        return
+    entries = {key: value for key, value in _stored().items() if os.path.exists(key)} | _changed
+    try:
+        STORE.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=STORE.parent, suffix=".tmp", delete=False) as file:
+            json.dump(entries, file)
+        os.replace(file.name, STORE)
+    except OSError:
+        return
+    _stored().update(_changed)
+    _changed.clear()
 
 
 def module_file(name: str, package_dir: Path) -> Path | None:
@@ -132,22 +189,12 @@ def _dotted(path: Path, package_dir: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _file_digest(path: Path) -> str:
-    stat = path.stat()
-    return _digest_of_version(path, stat.st_mtime_ns, stat.st_size)
-
-
-@cache
-def _digest_of_version(path: Path, mtime_ns: int, size: int) -> str:
-    # keyed by mtime and size so that an edited file is read again in the same process
-    return hashlib.sha256(normalized_source(path).encode()).hexdigest()
-
-
 def stage_code_hash(script: str | Path, package_dir: str | Path, extra_modules: Sequence[str] = ()) -> str:
     """16 hex digits over the script and every package module it needs (comments and layout ignored)."""
     script, package_dir = Path(script), Path(package_dir)
     digest = hashlib.sha256()
     for path in [script, *module_closure(script, package_dir, extra_modules)]:
         name = path.name if path == script else path.relative_to(package_dir).as_posix()
-        digest.update(f"{name}\0{_file_digest(path)}\0".encode())
+        digest.update(f"{name}\0{_facts(path)[0]}\0".encode())
+    _store_changes()
     return digest.hexdigest()[:16]

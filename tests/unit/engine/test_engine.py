@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 
 import numpy as np
@@ -45,6 +47,12 @@ def slim_classifier(model: nn.Module, hidden: int = 256) -> None:
 
 
 def torchvision_model(name: str, size: int) -> nn.Module:
+    """A fresh copy of the calibrated model: each test may change it."""
+    return copy.deepcopy(_calibrated_torchvision_model(name, size))
+
+
+@functools.cache  # VGG's constructor initialises its 4,096-wide head before slim_classifier: 2.7 s
+def _calibrated_torchvision_model(name: str, size: int) -> nn.Module:
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(num_classes=10)
     if hasattr(model, "classifier"):

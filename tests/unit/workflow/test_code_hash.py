@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from unit_ablation.spec.model_classes import MODEL_MODULES, model_module
 from unit_ablation.spec.zoo_layers import TORCHVISION_ARCH
+from unit_ablation.workflow import code_hash
 from unit_ablation.workflow.code_hash import module_closure, stage_code_hash
 
 from support.workflow_runs import PROJECT_ROOT
@@ -115,3 +117,50 @@ def test_a_resumed_ablation_fingerprints_the_engine_it_ran():
     closure = module_closure(Path(ablate.__file__), ablate.PACKAGE_DIR, [model_module("fmnist_alexnet")])
     ran = {PACKAGE_DIR / "engine" / "driver.py", PACKAGE_DIR / "models" / "fashion_alexnet.py"}
     assert ran <= {path.resolve() for path in closure}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    """The on-disk store of file facts in a temporary folder, with empty in-memory caches."""
+    path = tmp_path / "store" / "__pycache__" / "code-hashes.json"
+    monkeypatch.setattr(code_hash, "STORE", path)
+    forget_this_process()
+    yield path
+    forget_this_process()
+
+
+def forget_this_process() -> None:
+    """What a new process (the next dry run, a SLURM job) starts from: only the store on disk."""
+    code_hash._facts_of_version.cache_clear()
+    code_hash._stored.cache_clear()
+    code_hash._changed.clear()
+
+
+def test_file_facts_are_kept_on_disk_and_read_again_after_an_edit(package, store, monkeypatch):
+    script, package_dir = package / "plot_layer.py", package / "unit_ablation"
+    first = stage_code_hash(script, package_dir)
+    stored = json.loads(store.read_text())
+    assert str(script.resolve()) in stored and str((package_dir / "report" / "style.py").resolve()) in stored
+
+    forget_this_process()
+    monkeypatch.setattr(code_hash, "_normalized", lambda source: pytest.fail("a stored file was read"))
+    assert stage_code_hash(script, package_dir) == first
+
+    monkeypatch.undo()
+    monkeypatch.setattr(code_hash, "STORE", store)
+    forget_this_process()
+    style = package_dir / "report" / "style.py"
+    style.write_text(style.read_text() + "\nEDITED = True\n")
+    assert stage_code_hash(script, package_dir) != first
+    assert json.loads(store.read_text())[str(style.resolve())][2] != stored[str(style.resolve())][2]
+
+
+def test_a_store_that_cannot_be_written_changes_no_hash(package, store, monkeypatch):
+    script, package_dir = package / "plot_layer.py", package / "unit_ablation"
+    expected = stage_code_hash(script, package_dir)
+    blocker = store.parent.parent / "a-file"
+    blocker.write_text("")
+    monkeypatch.setattr(code_hash, "STORE", blocker / "__pycache__" / "code-hashes.json")
+    forget_this_process()
+    assert stage_code_hash(script, package_dir) == expected
+    assert code_hash._changed  # kept in memory; this process still reads each file once
