@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import fcntl
 import os
 from pathlib import Path
 
@@ -62,48 +61,32 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     temporary project folder that deploys the workflow as a Snakemake module (no schemas/, src/ or
     scripts/ of its own).
 
-    One run serves every pytest-xdist worker: the first to need it builds it under a file lock,
-    and the others wait for it. Tests only read it: they run the checkout's Snakefile on it
-    (dry runs, which take no lock), or copy it. The files its jobs opened for writing are listed
-    in `support.write_audit.writes_record(tiny_run)`.
+    One run serves every pytest-xdist worker; it starts in the background once the tests are
+    collected (`support.tiny_run`). Tests only read it: they run the checkout's Snakefile on it (dry
+    runs, which take no lock), or copy it. The files its jobs opened for writing are listed in
+    `support.write_audit.writes_record(tiny_run)`.
     """
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the session's folder, above each worker's own
-    workdir, failure = shared / "tiny", shared / "tiny.failed"
-    with open(shared / "tiny.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if failure.exists():
-            pytest.fail(f"the tiny run failed on another worker:\n{failure.read_text()}")
-        if not (shared / "tiny.complete").exists():
-            error = _build_tiny_run(workdir)
-            if error:
-                failure.write_text(error)
-                pytest.fail(error)
-            (shared / "tiny.complete").touch()
-    return workdir
+    from support.tiny_run import wait_or_build
+
+    try:
+        return wait_or_build(_shared_folder(tmp_path_factory))
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
-def _build_tiny_run(workdir: Path) -> str | None:
-    """Run the tiny study and its report in `workdir`; the error output when either fails."""
-    import yaml
+def _shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's temporary folder, above each pytest-xdist worker's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
-    from support.workflow_runs import MODULE_SNAKEFILE, snakemake, tiny_run_config
-    from support.write_audit import audit_environment, writes_record
 
-    workdir.mkdir()
-    (workdir / "config.yaml").write_text(yaml.safe_dump(tiny_run_config()))
-    snakefile = workdir / "Snakefile"
-    snakefile.write_text(MODULE_SNAKEFILE)
-    # every file the run's jobs open for writing, for the atomic-write test
-    audit = audit_environment(workdir.parent / f"{workdir.name}-audit", writes_record(workdir))
-    result = snakemake(workdir, snakefile=snakefile, env=audit)
-    if result.returncode != 0:
-        return f"the tiny run failed:\n{result.stderr[-5000:]}"
-    report = snakemake(workdir, "--report", "results/report.html", snakefile=snakefile)
-    if report.returncode != 0:
-        return f"the tiny run's report failed:\n{report.stderr[-3000:]}"
-    return None
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reports the collection and tests start
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the tiny run as soon as a session's tests need it."""
+    if any("tiny_run" in getattr(item, "fixturenames", ()) for item in session.items):
+        from support.tiny_run import start_in_background
+
+        start_in_background(_shared_folder(session.config._tmp_path_factory))
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
