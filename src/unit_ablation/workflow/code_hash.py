@@ -28,12 +28,8 @@ PACKAGE = "unit_ablation"
 _LAYOUT_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING}
 
 
-def normalized_source(path: Path) -> str:
-    """The file's tokens without comments or layout, one per line (INDENT/DEDENT kept as markers)."""
-    return _normalized(path.read_text(encoding="utf-8"))
-
-
-def _normalized(source: str) -> str:
+def normalized_source(source: str) -> str:
+    """The source's tokens without comments or layout, one per line (INDENT/DEDENT kept as markers)."""
     tokens = tokenize.generate_tokens(io.StringIO(source).readline)
     kept = []
     for token in tokens:
@@ -106,7 +102,7 @@ def _facts_of_version(path: Path, mtime_ns: int, size: int) -> tuple[str, tuple[
     if stored is not None and stored[:2] == [mtime_ns, size]:
         return stored[2], tuple(stored[3])
     source = path.read_text(encoding="utf-8")
-    digest = hashlib.sha256(_normalized(source).encode()).hexdigest()
+    digest = hashlib.sha256(normalized_source(source).encode()).hexdigest()
     imports = _imports_in(source, path)
     _changed[str(path)] = [mtime_ns, size, digest, imports]
     return digest, tuple(imports)

@@ -143,7 +143,7 @@ def test_file_facts_are_kept_on_disk_and_read_again_after_an_edit(package, store
     assert str(script.resolve()) in stored and str((package_dir / "report" / "style.py").resolve()) in stored
 
     forget_this_process()
-    monkeypatch.setattr(code_hash, "_normalized", lambda source: pytest.fail("a stored file was read"))
+    monkeypatch.setattr(code_hash, "normalized_source", lambda source: pytest.fail("a stored file was read"))
     assert stage_code_hash(script, package_dir) == first
 
     monkeypatch.undo()
