@@ -35,7 +35,7 @@ else:
             "../envs/torch.yaml"
         threads: config["data"]["images"]["workers"]
         params:
-            code=STUDY.code("decode_images.py"),
+            code=STUDY.decode_code(),
             image_set=lambda wildcards: sorted_keys(STUDY.image_sets()[wildcards.split]),
             resize=int(config["data"]["images"]["resize"]),
             crop=int(config["data"]["images"]["crop"]),

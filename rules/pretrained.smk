@@ -45,5 +45,6 @@ rule prepare_model:
         batch_size=int(config["ablation"]["batch_size"]),
         device=config["ablation"]["device"],
         precision=config["ablation"]["precision"],
+        units=lambda wildcards: STUDY.layer_unit_counts(wildcards.model),
     script:
         "../scripts/prepare_model.py"

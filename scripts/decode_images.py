@@ -12,4 +12,5 @@ run_stage(
     resize=snakemake.params.resize,
     crop=snakemake.params.crop,
     workers=snakemake.threads,
+    key=f"data.images.{snakemake.wildcards.split}",
 )

@@ -18,5 +18,6 @@ run_stage(
     batch_size=snakemake.params.batch_size,
     device=snakemake.params.device,
     precision=snakemake.params.precision,
+    units=snakemake.params.units,
     threads=snakemake.threads,
 )

@@ -56,7 +56,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise CorruptFileError(f"{path}: checkpoint has architecture {arch!r}, expected {expected}")
     try:
         model = importlib.import_module(model_module(arch)).model_from_config(config)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError) as error:  # a python: model's own import errors pass
         raise CorruptFileError(
             f"{path}: checkpoint model_config {dict(config)} does not describe a {arch} model ({error!r})"
         ) from error
@@ -78,7 +78,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def _config_text(config: Mapping[str, Any]) -> str:
-    keys = ("arch", "name", "num_classes", "width", "batchnorm")
+    keys = ("arch", "name", "source", "num_classes", "width", "batchnorm")
     return ", ".join(f"{key} {config[key]}" for key in keys if key in config)
 
 

@@ -17,9 +17,8 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from unit_ablation.files.safe_load import CorruptFileError
-from unit_ablation.files.torch_files import load_torch_file
 from unit_ablation.models.normalize import Normalize
+from unit_ablation.models.weights_file import load_state_dict_file
 from unit_ablation.spec.zoo_layers import (
     CROP,
     IMAGENET_MEAN,
@@ -358,63 +357,11 @@ class TorchvisionClassifier(nn.Module):
 # --- weights ------------------------------------------------------------------------------
 
 
-def _strip_data_parallel(key: str) -> str:
-    """Drop the `module` components nn.DataParallel inserts: `module.fc.weight`, and the legacy
-    Places365 layout where only the features were wrapped, `features.module.0.weight`."""
-    return ".".join(part for part in key.split(".") if part != "module")
-
-
-def _preview(keys: list[str], count: int = 5) -> str:
-    shown = ", ".join(sorted(keys)[:count])
-    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > count else shown
-
-
 def load_weights(model: TorchvisionClassifier, path: str | Path) -> None:
-    """Load a local weights file into `model.net` (strict), with weights_only=True.
-
-    Accepts a plain state_dict or a dict with a "state_dict" entry (the Places365 `.pth.tar`
-    layout), with or without DataParallel `module.` components. Raises CorruptFileError (a
-    ValueError) naming the file when it cannot be read, carries pickled objects
-    (UnsafeCheckpointError), or does not match the architecture (keys, shapes, class count).
-    """
-    name, num_classes = model.name, model.config["num_classes"]
-    payload = load_torch_file(path, "weights file")  # CorruptFileError / UnsafeCheckpointError
-    state = payload.get("state_dict", payload) if isinstance(payload, Mapping) else payload
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CorruptFileError(f"weights file {path} holds no state_dict (a mapping of names to tensors)")
-    state = {_strip_data_parallel(str(key)): value for key, value in state.items()}
-    expected = model.net.state_dict()
-    # BatchNorm fills a missing num_batches_tracked itself (files from before PyTorch 0.4.1)
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [k for k in state if k in expected and state[k].shape != expected[k].shape]
-    if missing or unexpected or mismatched:
-        problems = []
-        for key in mismatched:
-            found, wanted = state[key].shape, expected[key].shape
-            if (
-                key.endswith("weight")
-                and wanted[0] == num_classes
-                and found[0] != num_classes
-                and found[1:] == wanted[1:]
-            ):
-                problems.append(f"its classifier {key} has {found[0]} classes, the model has {num_classes}")
-        if mismatched:
-            details = [
-                f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in sorted(mismatched)[:5]
-            ]
-            problems.append(
-                f"shapes differ (file vs model) for {len(mismatched)} tensors: {'; '.join(details)}"
-            )
-        if missing:
-            problems.append(f"missing keys: {_preview(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys: {_preview(unexpected)}")
-        raise CorruptFileError(
-            f"weights file {path} does not fit torchvision {name} with {num_classes} classes: "
-            + "; ".join(problems)
-        )
-    model.net.load_state_dict(state, strict=True)
+    """Load a local weights file into `model.net` (strict), with weights_only=True
+    (`weights_file.load_state_dict_file`: a plain state_dict or the Places365 `.pth.tar` layout,
+    with or without DataParallel `module.` components; CorruptFileError naming the file)."""
+    load_state_dict_file(model.net, path, f"torchvision {model.name}", model.config["num_classes"])
 
 
 def build_torchvision(

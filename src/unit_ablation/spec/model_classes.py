@@ -8,12 +8,16 @@ Each module named here has a function `model_from_config(config)`.
 
 from __future__ import annotations
 
+from unit_ablation.spec.arch_spec import PYTHON, TIMM
 from unit_ablation.spec.architecture import ARCH_NAME
 from unit_ablation.spec.zoo_layers import TORCHVISION_ARCH
 
 MODEL_MODULES: dict[str, str] = {
     ARCH_NAME: "unit_ablation.models.fashion_alexnet",
     TORCHVISION_ARCH: "unit_ablation.models.torchvision_classifier",
+    # timm models and the user's own (`python:`): the checkpoint records the arch string
+    TIMM: "unit_ablation.models.module_classifier",
+    PYTHON: "unit_ablation.models.module_classifier",
 }
 
 

@@ -1,4 +1,5 @@
-"""Stage `prepare_model`: a pretrained (not trained here) torchvision model's checkpoint and metadata."""
+"""Stage `prepare_model`: a pretrained (not trained here) model's checkpoint and metadata: torchvision,
+timm or the user's own (`python:`), checked against the data and the config's unit counts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from unit_ablation.data.loading import load_dataset
 from unit_ablation.files.formats import stamped
 from unit_ablation.files.writing import atomic_path
 from unit_ablation.models.checkpoint import save_checkpoint
-from unit_ablation.models.torchvision_classifier import build_torchvision
+from unit_ablation.models.from_spec import build_from_spec
 from unit_ablation.models.training import accuracy as test_accuracy
 from unit_ablation.runtime.device import choose_device, set_precision, software_versions
 
@@ -27,6 +28,25 @@ def file_sha256(path: str | Path) -> str:
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_layer_units(model: torch.nn.Module, model_name: str, units: dict[str, int]) -> None:
+    """Each analysed layer exists and has the unit count the chunks were planned with (`units`:
+    layer -> planned count); ValueError naming the config key, the layer and the true count."""
+    problems = []
+    for layer, planned in units.items():
+        try:
+            count = model.unit_count(layer)
+        except KeyError as error:
+            problems.append(f"pretrained.{model_name}.layers: {error.args[0]}")
+            continue
+        if count != planned:
+            problems.append(
+                f"pretrained.{model_name}.units.{layer}: {planned} planned, but layer {layer!r} of"
+                f" {model.name} has {count} units (set units: {{{layer}: {count}}})"
+            )
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def prepare_pretrained_to_file(
@@ -42,10 +62,13 @@ def prepare_pretrained_to_file(
     device: str = "auto",
     threads: int = 1,
     precision: str = "exact",
+    units: dict[str, int] | None = None,
 ) -> dict:
-    """Build `arch` with the weights file `weights_path` (random init without), check it against the
-    data set, measure its test accuracy, and write the workflow's checkpoint and metadata JSON;
-    `weights` is where the weights came from (`pretrained.<name>.weights`), recorded in the metadata."""
+    """Build `arch` (`models.from_spec.build_from_spec`; `python:` files relative to the working
+    directory) with the weights file `weights_path` (random init without), check it against the
+    data set and the planned unit counts `units` (layer -> count), measure its test accuracy, and
+    write the workflow's checkpoint and metadata JSON; `weights` is where the weights came from
+    (`pretrained.<name>.weights`), recorded in the metadata."""
     torch.set_num_threads(max(1, threads))
     set_precision(precision)
     start = time.monotonic()
@@ -55,10 +78,12 @@ def prepare_pretrained_to_file(
             f"pretrained.{model_name}.num_classes is {num_classes}, but the data set {dataset_path} has"
             f" {dataset.num_classes} classes"
         )
-    model = build_torchvision(arch, num_classes, weights_path)
+    images = dataset.images["test"]
+    model = build_from_spec(arch, num_classes, weights_path=weights_path, input_size=tuple(images.shape[1:]))
+    check_layer_units(model, model_name, units or {})
     torch_device = choose_device(device)
     model = model.to(torch_device).eval()
-    accuracy = test_accuracy(model, dataset.images["test"], dataset.labels["test"], batch_size, torch_device)
+    accuracy = test_accuracy(model, images, dataset.labels["test"], batch_size, torch_device)
     log.info("%s (%s, weights %s): test accuracy %.2f%%", model_name, arch, weights, accuracy)
     metadata = {
         "model": model_name,

@@ -185,12 +185,22 @@ def _dotted(path: Path, package_dir: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def stage_code_hash(script: str | Path, package_dir: str | Path, extra_modules: Sequence[str] = ()) -> str:
-    """16 hex digits over the script and every package module it needs (comments and layout ignored)."""
+def stage_code_hash(
+    script: str | Path,
+    package_dir: str | Path,
+    extra_modules: Sequence[str] = (),
+    extra_files: Sequence[str | Path] = (),
+) -> str:
+    """16 hex digits over the script and every package module it needs (comments and layout ignored).
+
+    `extra_files`: files outside the package the stage runs, e.g. a `python:` model or data set
+    file of the config (named as given: the file, not what it imports, is covered)."""
     script, package_dir = Path(script), Path(package_dir)
     digest = hashlib.sha256()
     for path in [script, *module_closure(script, package_dir, extra_modules)]:
         name = path.name if path == script else path.relative_to(package_dir).as_posix()
         digest.update(f"{name}\0{_facts(path)[0]}\0".encode())
+    for path in extra_files:
+        digest.update(f"file:{path}\0{_facts(Path(path))[0]}\0".encode())
     _store_changes()
     return digest.hexdigest()[:16]

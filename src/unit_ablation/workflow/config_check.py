@@ -21,6 +21,7 @@ from unit_ablation.workflow.data_checks import (
 )
 from unit_ablation.workflow.model_checks import (
     check_ablation,
+    check_arch,
     check_compare_values,
     check_cumulative,
     check_layers,
@@ -42,6 +43,7 @@ CHECKS: tuple[Check, ...] = (
     check_attribute_split,
     check_compare_values,
     check_models_and_data,
+    check_arch,
     check_layers,
     check_cumulative,
     check_ablation,

@@ -99,6 +99,8 @@ def _image_set_classes(images: dict | None, split: str) -> tuple[tuple[str, ...]
     if split == "heldout" and image_set is None:
         return None, None
     key = f"data.images.{split}"
+    if "python" in image_set:
+        return None, None  # known when the user's code runs: decode_images and prepare_model check them
     if "folder" in image_set:
         folder = Path(image_set["folder"])
         if not folder.is_dir():

@@ -6,9 +6,11 @@ import gzip
 from collections.abc import Iterator
 from pathlib import Path
 
+from unit_ablation.spec.arch_spec import TORCHVISION, parse_arch, parse_python_ref
 from unit_ablation.spec.fashion_mnist import IDX_NAMES
 from unit_ablation.workflow.config_context import WEIGHTS_ENUM_PREFIX, Context, find_data_root, reads
 from unit_ablation.workflow.config_schema import show
+from unit_ablation.workflow.python_refs import python_ref_problems
 
 
 def _idx_count(path: Path) -> int | None:
@@ -132,6 +134,8 @@ def check_paths(config: dict, context: Context) -> Iterator[str]:
             image_set = context.images.get(split)
             if image_set is None:
                 continue
+            if "python" in image_set:
+                yield from _python_image_set(f"data.images.{split}.python", image_set["python"])
             for key, kind in (
                 ("folder", "folder"),
                 ("images", "folder"),
@@ -151,10 +155,11 @@ def check_paths(config: dict, context: Context) -> Iterator[str]:
                     f"pretrained.{model}.weights: {show(weights)} is not accepted (accepted: a local file,"
                     " torchvision:<ENUM> with the enum in capitals, e.g. torchvision:IMAGENET1K_V1, or null)"
                 )
-            elif not all(c.islower() or c.isdigit() or c == "_" for c in settings["arch"]):
+            elif not _torchvision_lower_case(settings["arch"]):
                 yield (
                     f"pretrained.{model}.arch: {show(settings['arch'])} cannot fetch torchvision weights"
-                    " (accepted: a torchvision architecture name, lower case, e.g. vgg16_bn)"
+                    " (accepted: a torchvision architecture name, lower case, e.g. vgg16_bn; timm and"
+                    " python: models take a local weights file or null)"
                 )
         else:
             yield from _must_exist(f"pretrained.{model}.weights", weights, "file")
@@ -164,6 +169,23 @@ def check_paths(config: dict, context: Context) -> Iterator[str]:
             f"concepts.root: {show(root)} has no index.csv (expected Network Dissection's Broden layout:"
             " index.csv, label.csv, images/)"
         )
+
+
+def _torchvision_lower_case(arch: str) -> bool:
+    try:
+        spec = parse_arch(arch)
+    except ValueError:
+        return True  # reported by check_arch
+    return spec.kind == TORCHVISION and all(c.islower() or c.isdigit() or c == "_" for c in spec.name)
+
+
+def _python_image_set(key: str, value: str) -> Iterator[str]:
+    try:
+        path, name = parse_python_ref(value, "the reference")
+    except ValueError as error:
+        yield f"{key}: {error}"
+        return
+    yield from python_ref_problems(key, value, path, name)
 
 
 @reads(

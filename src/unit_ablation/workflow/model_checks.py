@@ -7,6 +7,7 @@ import difflib
 from collections.abc import Iterator
 from typing import Any
 
+from unit_ablation.spec.arch_spec import PYTHON, TORCHVISION, parse_arch
 from unit_ablation.spec.architecture import canonical_layer
 from unit_ablation.spec.cost import engine_plan
 from unit_ablation.spec.layer_spec import study_layer_specs
@@ -15,6 +16,7 @@ from unit_ablation.spec.zoo_layers import ARCH_LAYERS
 from unit_ablation.spec.zoo_layers import layer_units as zoo_layer_units
 from unit_ablation.workflow.config_context import Context, reads
 from unit_ablation.workflow.config_schema import MAX_LISTED, show
+from unit_ablation.workflow.python_refs import python_ref_problems
 
 
 @reads("data.source", "data.images", "variants", "seeds", "pretrained", "concepts.root")
@@ -79,9 +81,23 @@ def check_layers(config: dict, context: Context) -> Iterator[str]:
                 )
             seen[name] = layer
     for model, settings in context.pretrained().items():
-        arch, units = settings["arch"], settings.get("units") or {}
+        units = settings.get("units") or {}
         layers, key = _model_layers(config, model)
         missing = [layer for layer in layers if layer not in units]
+        try:
+            spec = parse_arch(settings["arch"])
+        except ValueError:
+            continue  # reported by check_arch
+        if spec.kind != TORCHVISION:
+            for layer in missing:
+                yield (
+                    f"pretrained.{model}.units.{layer}: missing: the unit count of each layer of a"
+                    f" {spec.kind} model ({key}) is needed before any job runs, to plan the ablate jobs"
+                    f" (accepted: units: {{{layer}: N}}, N the layer's output channels;"
+                    f" `python -m unit_ablation.describe {settings['arch']}` prints them)"
+                )
+            continue
+        arch = spec.name
         if arch not in ARCH_LAYERS:
             if missing:
                 close = difflib.get_close_matches(arch, list(ARCH_LAYERS), n=1)
@@ -107,6 +123,21 @@ def check_layers(config: dict, context: Context) -> Iterator[str]:
                     f"pretrained.{model}.units.{layer}: {count!r} contradicts {arch}'s {layer}, which has"
                     f" {known} units (accepted: {known}, or leave it out)"
                 )
+
+
+@reads("pretrained")
+def check_arch(config: dict, context: Context) -> Iterator[str]:
+    """Architecture strings parse; a `python:` model's file exists and defines its function (read
+    with `ast`: the user's code does not run before a job does)."""
+    for model, settings in context.pretrained().items():
+        key = f"pretrained.{model}.arch"
+        try:
+            spec = parse_arch(settings["arch"])
+        except ValueError as error:
+            yield f"{key}: {error}"
+            continue
+        if spec.kind == PYTHON:
+            yield from python_ref_problems(key, settings["arch"], spec.path, spec.callable)
 
 
 @reads("data.source", "data.images", "variants", "seeds", "analysis.layers", "cumulative", "pretrained")

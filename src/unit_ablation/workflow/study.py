@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from unit_ablation.spec.arch_spec import PYTHON, parse_arch, parse_python_ref
 from unit_ablation.spec.architecture import ARCH_NAME, canonical_layer, layer_units
 from unit_ablation.spec.cost import job_seconds, units_per_job
 from unit_ablation.spec.fashion_mnist import IDX_NAMES, TEST_IMAGES
 from unit_ablation.spec.layer_spec import parse_layer_spec, study_layer_specs
 from unit_ablation.spec.model_classes import model_module
 from unit_ablation.spec.model_names import trained_model_name
-from unit_ablation.spec.zoo_layers import TORCHVISION_ARCH
 from unit_ablation.spec.zoo_layers import layer_units as zoo_layer_units
 from unit_ablation.workflow.code_hash import module_closure, stage_code_hash
 from unit_ablation.workflow.config_context import download_dirs, find_data_root
@@ -88,8 +88,21 @@ class Study:
         return [(model, layer_spec) for model, specs in self.layer_specs.items() for layer_spec in specs]
 
     def model_arch(self, model: str) -> str:
-        """The architecture a model's checkpoint records (`spec.model_classes`)."""
-        return TORCHVISION_ARCH if model in self.pretrained else ARCH_NAME
+        """The architecture a model's checkpoint records (`spec.model_classes`): the built-in model's,
+        or the kind of a pretrained model's arch string (torchvision, timm or python)."""
+        return parse_arch(self.pretrained[model]["arch"]).kind if model in self.pretrained else ARCH_NAME
+
+    def model_files(self, model: str) -> list[str]:
+        """The user's file a `python:` model is built from (its code hash covers it), else []."""
+        if model not in self.pretrained:
+            return []
+        spec = parse_arch(self.pretrained[model]["arch"])
+        return [spec.path] if spec.kind == PYTHON else []
+
+    def layer_unit_counts(self, model: str) -> dict[str, int]:
+        """The unit count every analysed layer of a pretrained model was planned with (checked
+        against the built model by `prepare_model`)."""
+        return {layer: self.unit_count(model, layer) for layer in self.model_layers(model)}
 
     def spec_value(self, layer_spec: str) -> str:
         """The ablation value of a layer spec: its own (`conv5+mean`), else `ablation.value`."""
@@ -101,9 +114,9 @@ class Study:
         layer = parse_layer_spec(layer_spec).layer
         if model in self.pretrained:
             settings = self.pretrained[model]
-            if layer in settings.get("units", {}):
+            if layer in (settings.get("units") or {}):
                 return int(settings["units"][layer])
-            return zoo_layer_units(settings["arch"], layer)
+            return zoo_layer_units(parse_arch(settings["arch"]).name, layer)
         return layer_units(float(self.config["model"]["width"]))[canonical_layer(layer)]
 
     def _cumulative_layers(self, model: str) -> list[str]:
@@ -215,16 +228,38 @@ class Study:
         if package / "models" / "checkpoint.py" not in module_closure(path, package):
             return stage_code_hash(path, package)
 
-        # one hash per architecture, not per job: a dry run of thousands of jobs parses each module once
+        # one hash per architecture (and python: file), not per job: a dry run of thousands of jobs
+        # parses each module once
+        def key(model: str) -> tuple[str, ...]:
+            return (self.model_arch(model), *self.model_files(model))
+
         hashes = {
-            arch: stage_code_hash(path, package, [model_module(arch)])
-            for arch in {self.model_arch(model) for model in self.models}
+            code_key: stage_code_hash(path, package, [model_module(code_key[0])], code_key[1:])
+            for code_key in {key(model) for model in self.models}
         }
 
         def per_model(wildcards: Any) -> str:
-            return hashes[self.model_arch(wildcards.model)]
+            return hashes[key(wildcards.model)]
 
         return per_model
+
+    def decode_code(self) -> str | Callable[[Any], str]:
+        """Code hash of `decode_images`: per split, with the file of a `python:` image set."""
+        path, package = (
+            self.checkout / "scripts" / "decode_images.py",
+            self.checkout / "src" / "unit_ablation",
+        )
+        files = {split: self.image_set_files(split) for split in ("test", "heldout")}
+        if not any(files.values()):
+            return stage_code_hash(path, package)
+        hashes = {
+            split: stage_code_hash(path, package, (), split_files) for split, split_files in files.items()
+        }
+
+        def per_split(wildcards: Any) -> str:
+            return hashes[wildcards.split]
+
+        return per_split
 
     # ------------------------------------------------------------------ data, weights, concepts
 
@@ -238,6 +273,11 @@ class Study:
         """Config image sets per split; the attribute split is the test set unless given."""
         images = self.config["data"]["images"]
         return {"test": images["test"], "heldout": images["heldout"] or images["test"]}
+
+    def image_set_files(self, split: str) -> list[str]:
+        """The user's file of a `python:` image set (its decode job's code hash covers it), else []."""
+        image_set = self.image_sets()[split]
+        return [parse_python_ref(image_set["python"])[0]] if "python" in image_set else []
 
     def image_set_inputs(self, split: str) -> list[str]:
         """The labels and class-names files of a flat image set (files Snakemake can watch)."""
@@ -258,7 +298,7 @@ class Study:
             return []
         if weights.startswith("torchvision:"):
             enum = weights.split(":", 1)[1]
-            return f"resources/weights/{self.pretrained[model]['arch']}.{enum}.pth"
+            return f"resources/weights/{parse_arch(self.pretrained[model]['arch']).name}.{enum}.pth"
         return weights
 
     def concept_index(self) -> str | list:

@@ -155,7 +155,7 @@ CASES: dict[str, tuple[Callable[[Path], dict], list[str] | Callable[[Path], list
         edit(image_study, lambda c, t: c["data"]["images"].update(test={"folder": 1})),
         [
             "data.images.test: {'folder': 1} is not accepted (accepted: a mapping with keys folder,"
-            " or a mapping with keys images, labels, class_names)"
+            " or a mapping with keys images, labels, class_names, or a mapping with keys python)"
         ],
     ),
     # ---- out-of-range numbers
@@ -659,7 +659,8 @@ def test_describe_names_what_a_schema_accepts():
     assert describe(chunk, SCHEMA) == "an integer >= 1, or 'auto'"
     heldout = SCHEMA["properties"]["data"]["properties"]["images"]["properties"]["heldout"]
     assert describe(heldout, SCHEMA) == (
-        "a mapping with keys folder, or a mapping with keys images, labels, class_names, or null"
+        "a mapping with keys folder, or a mapping with keys images, labels, class_names,"
+        " or a mapping with keys python, or null"
     )
 
 
