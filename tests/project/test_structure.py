@@ -23,7 +23,7 @@ from support.workflow_runs import PROJECT_ROOT
 PACKAGE_DIR = PROJECT_ROOT / "src" / "unit_ablation"
 MAX_LINES = 450
 SUBPACKAGES = {"analysis", "data", "engine", "files", "models", "report", "runtime", "spec", "stages"}
-SUBPACKAGES |= {"tools", "workflow"}
+SUBPACKAGES |= {"api", "tools", "workflow"}
 # `python -m unit_ablation.<name>`: command lines kept at the top level wherever their code lives
 ENTRY_POINTS = {"bench", "plan_cost", "paper_rate", "fetch_data", "fetch_weights"}
 # Subpackages imported at Snakefile parse time, on the submit host and in every cluster job

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unit_ablation.data.halves import evaluation_halves
+from unit_ablation.data.halves import StreamHalves, evaluation_halves
 
 
 @dataclass
@@ -132,10 +132,17 @@ def class_sizes_per_half(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def finished_counts(
-    units: list[int], labels: np.ndarray, num_classes: int, half_counts: dict[str, np.ndarray], **run: object
+    units: list[int],
+    labels: np.ndarray | None,
+    num_classes: int,
+    half_counts: dict[str, np.ndarray],
+    n_half: np.ndarray | None = None,
+    **run: object,
 ) -> AblationCounts:
-    """AblationCounts from the per-half counts (numpy), with the totals as their sums."""
-    n_half = class_sizes_per_half(labels, num_classes)
+    """AblationCounts from the per-half counts (numpy), with the totals as their sums; the class
+    sizes per half from the labels, or given as `n_half`."""
+    if n_half is None:
+        n_half = class_sizes_per_half(labels, num_classes)
     return AblationCounts(
         units=np.array(units),
         broken=half_counts["broken_half"].sum(axis=0),
@@ -146,3 +153,53 @@ def finished_counts(
         **{key: half_counts[key] for key in HALF_ARRAYS if key != "n_half"},
         **run,
     )
+
+
+class CountTotals:
+    """The counts of a stream of image batches, summed on the device: `add` one batch's intact and
+    ablated predictions, then `finished` gives the AblationCounts. Each image's half follows
+    `evaluation_halves` over the images in the order they arrive (`StreamHalves`)."""
+
+    def __init__(self, units: int, num_classes: int, device: torch.device) -> None:
+        self.num_classes = num_classes
+        shapes = {key: (2, units, num_classes) for key in UNIT_HALF_ARRAYS}
+        shapes |= {"correct_half": (2, num_classes), "predicted_half": (2, num_classes)}
+        self.totals = {
+            key: torch.zeros(shape, dtype=torch.long, device=device) for key, shape in shapes.items()
+        }
+        self.halves = StreamHalves(num_classes)
+        self.n_half = np.zeros((2, num_classes), np.int64)
+        self.images = 0
+
+    def resume(self, partial: object, labels_done: np.ndarray) -> None:
+        """Continue from the counts of the first images (a `resume.PartialCounts`) and their labels."""
+        for key, total in self.totals.items():
+            total += torch.from_numpy(np.asarray(getattr(partial, key))).to(total.device)
+        self.add_labels(np.asarray(labels_done))
+
+    def add_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Assign the next images' halves and count them; raises naming a label out of range."""
+        if len(labels) and not 0 <= labels.min() <= labels.max() < self.num_classes:
+            bad = labels[(labels < 0) | (labels >= self.num_classes)][0]
+            raise ValueError(
+                f"label {bad} is not a class index 0..{self.num_classes - 1} of the model's logits"
+            )
+        halves = self.halves.assign(labels)
+        np.add.at(self.n_half, (halves, labels), 1)
+        self.images += len(labels)
+        return halves
+
+    def add(self, intact: torch.Tensor, ablated: torch.Tensor, labels: torch.Tensor) -> None:
+        """One batch: intact predictions and labels (B), ablated predictions (K x B)."""
+        halves = self.add_labels(labels.cpu().numpy())
+        batch = count_batch(
+            intact, ablated, labels, torch.from_numpy(halves).to(labels.device), self.num_classes
+        )
+        for key, value in batch.items():
+            self.totals[key] += value
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        return {key: value.cpu().numpy() for key, value in self.totals.items()}
+
+    def finished(self, units: list[int], **run: object) -> AblationCounts:
+        return finished_counts(units, None, self.num_classes, self.numpy(), n_half=self.n_half.copy(), **run)

@@ -5,26 +5,80 @@ progress saved for resuming."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from unit_ablation.data.halves import evaluation_halves
 from unit_ablation.engine.ablation_engine import AblationEngine, is_out_of_memory
-from unit_ablation.engine.counts import UNIT_HALF_ARRAYS, AblationCounts, count_batch, finished_counts
+from unit_ablation.engine.counts import AblationCounts, CountTotals
 from unit_ablation.engine.options import DEFAULT_OPTIONS, AblationOptions
 from unit_ablation.engine.resume import (
     PartialCounts,
     ProgressSaver,
 )
 from unit_ablation.engine.values import prepare_ablation
-from unit_ablation.runtime.device import (
-    device_batch,
-)
+from unit_ablation.runtime.device import image_batches
 from unit_ablation.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
+
+
+class _Engine(Protocol):
+    plan: str
+    head_seconds: float
+    executed_flops: float
+
+    def predictions(
+        self, x: torch.Tensor, units: list[int], values: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def batch_predictions(
+    engine: _Engine, x: torch.Tensor, units: list[int], values: torch.Tensor, limit: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`engine.predictions` on a batch, split into parts of at most `limit[0]` images; on running
+    out of memory (the head already at one copy per pass, or the trunk itself) the limit halves."""
+    intact, ablated, start = [], [], 0
+    while start < len(x):
+        part = x[start : start + limit[0]]
+        try:
+            result = engine.predictions(part, units, values)
+        except (RuntimeError, MemoryError) as error:
+            if not is_out_of_memory(error) or limit[0] == 1:
+                raise
+            limit[0] = max(1, min(limit[0], len(part)) // 2)
+            log.warning("out of memory with a batch of %d images: halving to %d", len(part), limit[0])
+            del part
+            if x.device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        intact.append(result[0])
+        ablated.append(result[1])
+        start += len(part)
+    if len(intact) == 1:
+        return intact[0], ablated[0]
+    return torch.cat(intact), torch.cat(ablated, dim=1)
+
+
+def count_batches(
+    engine: _Engine,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    units: list[int],
+    values: torch.Tensor,
+    totals: CountTotals,
+    progress: Progress,
+) -> Iterator[int]:
+    """Count every batch (images, labels on the engine's device) into `totals`; yields the images
+    done after each batch, so that the caller can save progress."""
+    limit = [max(1, 1 << 62)]
+    for x, y in batches:
+        intact, ablated = batch_predictions(engine, x, units, values, limit)
+        totals.add(intact, ablated, y)
+        progress.update(len(x), note=f"{len(units)} units")
+        yield totals.images
 
 
 @torch.no_grad()
@@ -54,46 +108,19 @@ def ablate_units(
         options.precision,
     )  # fmt: skip
     engine = AblationEngine(model, layer, q, options.plan, options.units_per_pass, options.memory_mb)
-    batch_size = options.batch_size
-    shapes = {key: (2, len(units), num_classes) for key in UNIT_HALF_ARRAYS}
-    shapes |= {"correct_half": (2, num_classes), "predicted_half": (2, num_classes)}
-    totals = {key: torch.zeros(shape, dtype=torch.long, device=device) for key, shape in shapes.items()}
-    halves = torch.from_numpy(evaluation_halves(labels)).to(device)
+    labels = np.asarray(labels)
+    totals = CountTotals(len(units), num_classes, device)
     done = 0
     progress = Progress(log, f"ablate {layer} ({engine.plan})", len(images), "images")
     if resume is not None:
         done = resume.images_done
-        for key in totals:
-            totals[key] += torch.from_numpy(np.asarray(getattr(resume, key))).to(device)
+        totals.resume(resume, labels[:done])
         log.info("resuming at image %d of %d", done, len(images))
         progress.update(done, note="from the saved progress")
-    while done < len(images):
-        x, y = device_batch(images[done : done + batch_size], labels[done : done + batch_size], device)
-        try:
-            intact, predictions = engine.predictions(x, units, values)
-        except (RuntimeError, MemoryError) as error:
-            # the head already went down to one copy per pass (or the trunk itself ran out)
-            if not is_out_of_memory(error) or batch_size == 1:
-                raise
-            batch_size = max(1, batch_size // 2)
-            log.warning("out of memory with a batch of %d images: halving to %d", len(x), batch_size)
-            del x, y
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            continue
-        batch = count_batch(intact, predictions, y, halves[done : done + len(x)], num_classes)
-        for key, value in batch.items():
-            totals[key] += value
-        done += len(x)
-        progress.update(len(x), note=f"{len(units)} units")
+    batches = image_batches(images[done:], labels[done:], options.batch_size, device)
+    for done in count_batches(engine, batches, units, values, totals, progress):
         if saver is not None and saver.due() and done < len(images):
-            saver.save(PartialCounts(done, **{key: value.cpu().numpy() for key, value in totals.items()}))
-    return finished_counts(
-        units,
-        labels,
-        num_classes,
-        {key: value.cpu().numpy() for key, value in totals.items()},
-        plan=engine.plan,
-        head_seconds=engine.head_seconds,
-        head_flops=engine.executed_flops,
+            saver.save(PartialCounts(done, **totals.numpy()))
+    return totals.finished(
+        units, plan=engine.plan, head_seconds=engine.head_seconds, head_flops=engine.executed_flops
     )

@@ -8,10 +8,16 @@ torchvision's AlexNet, VGG and ResNet.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
+
+
+class TraceFailed(RuntimeError):
+    """torch.fx cannot trace the model, or its graph does not call the layer: the engine's plans
+    do not apply, and the hook-based fallback (`engine.hooked`) does."""
 
 
 class _StopAt(fx.Tracer):
@@ -33,7 +39,10 @@ def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
     try:
         return model.get_submodule(layer)
     except AttributeError as error:
-        raise KeyError(f"layer {layer!r} not found; use a module path from named_modules()") from error
+        names = [name for name, _ in model.named_modules() if name]
+        near = difflib.get_close_matches(layer, names, n=5, cutoff=0.5)
+        hint = f"; nearest: {', '.join(near)}" if near else ""
+        raise KeyError(f"layer {layer!r} not found; use a module path from named_modules(){hint}") from error
 
 
 def module_path(model: nn.Module, layer: str) -> str:
@@ -135,9 +144,19 @@ def split_model(model: nn.Module, layer: str) -> SplitModel:
     fresh tensors (the ablated copies), or clones of values that are used again.
     """
     path = module_path(model, layer)
-    graph = _StopAt(path).trace(model)
+    try:
+        graph = _StopAt(path).trace(model)
+    except Exception as error:  # fx raises TraceError, TypeError, NotImplementedError, ...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise TraceFailed(
+            f"torch.fx cannot trace {type(model).__name__} ({type(error).__name__}: {reason})"
+        ) from error
     nodes = list(graph.nodes)
     points = [n for n in nodes if n.op == "call_module" and n.target == path]
+    if not points:
+        raise TraceFailed(
+            f"the traced graph of {type(model).__name__} does not call layer {layer!r} ({path})"
+        )
     if len(points) != 1:
         raise ValueError(
             f"layer {layer!r} ({path}) is called {len(points)} times in forward; need exactly once"

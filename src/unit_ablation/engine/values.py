@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 from torch import nn
 
 from unit_ablation.data.dataset import to_float
 from unit_ablation.engine.basis import to_basis
-from unit_ablation.engine.graph_split import run_trunk, split_model
+from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
+from unit_ablation.engine.hooked import layer_output
 from unit_ablation.runtime.device import (
     image_batches,
     set_precision,
 )
 from unit_ablation.spec.layer_spec import ABLATION_VALUES
+
+
+@torch.no_grad()
+def coordinate_means(activations: Iterable[torch.Tensor], rotation: torch.Tensor | None) -> torch.Tensor:
+    """Mean of every unit's coordinate over a layer's activations (over images and positions)."""
+    total, count = None, 0
+    for activation in activations:
+        z = to_basis(activation.double(), None if rotation is None else rotation.double())
+        batch_sum = z.sum(dim=[0, *range(2, z.dim())])
+        total = batch_sum if total is None else total + batch_sum
+        count += z.numel() // z.shape[1]
+    if total is None:
+        raise ValueError("no images to take the unit means from")
+    return (total / count).float()
 
 
 @torch.no_grad()
@@ -25,16 +42,16 @@ def channel_means(
     batch_size: int,
     device: torch.device,
 ) -> torch.Tensor:
-    """Dataset mean of every unit's coordinate (over images and positions), for mean ablation."""
-    split = split_model(model, layer)
-    total, count = None, 0
-    for x, _ in image_batches(images, None, batch_size, device):
-        activation = run_trunk(split, x)[0].double()
-        z = to_basis(activation, None if rotation is None else rotation.double())
-        batch_sum = z.sum(dim=[0, *range(2, z.dim())])
-        total = batch_sum if total is None else total + batch_sum
-        count += z.numel() // z.shape[1]
-    return (total / count).float()
+    """Dataset mean of every unit's coordinate (over images and positions), for mean ablation.
+
+    The trunk computes the activations; for a model torch.fx cannot trace, hooks do."""
+    batches = image_batches(images, None, batch_size, device)
+    try:
+        split = split_model(model, layer)
+    except TraceFailed:
+        module = resolve_layer(model, layer)
+        return coordinate_means((layer_output(model, module, x, layer) for x, _ in batches), rotation)
+    return coordinate_means((run_trunk(split, x)[0] for x, _ in batches), rotation)
 
 
 def ablation_values(
@@ -50,8 +67,8 @@ def ablation_values(
     if value == "mean":
         return channel_means(model, layer, images, rotation, batch_size, device).to(device)
     if value == "zero":
-        units = run_trunk(split_model(model, layer), torch.from_numpy(to_float(images[:1])).to(device))[0]
-        return torch.zeros(units.shape[1], device=device)
+        x = torch.from_numpy(to_float(images[:1])).to(device)
+        return torch.zeros(layer_output(model, resolve_layer(model, layer), x, layer).shape[1], device=device)
     raise ValueError(f"ablation value {value!r} not in {ABLATION_VALUES}")
 
 

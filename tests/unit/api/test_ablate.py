@@ -1,0 +1,246 @@
+"""`ua.ablate` on models that are not in the zoo, against the naive reference: identical counts."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import unit_ablation as ua
+from unit_ablation.data.dataset import to_float
+from unit_ablation.engine.basis import basis_matrix
+from unit_ablation.engine.driver import ablate_units
+from unit_ablation.engine.naive import ablate_naive
+from unit_ablation.engine.options import AblationOptions
+
+from support.exactness import COUNT_ARRAYS
+from support.synthetic import synthetic_images
+
+CLASSES = 10
+
+
+class Block(nn.Module):
+    """A residual block with its own ReLU modules (each called once)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.relu_out = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu1(self.bn1(self.conv1(x)))
+        return self.relu_out(self.bn2(self.conv2(h)) + x)
+
+
+class ResidualNet(nn.Module):
+    """Stem, two residual blocks, global average pooling and a linear classifier."""
+
+    def __init__(self, channels: int = 12) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU())
+        self.block1 = Block(channels)
+        self.block2 = Block(channels)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.block2(self.block1(self.stem(x)))), 1))
+
+
+class PerImageBranch(nn.Module):
+    """Python control flow on each image's own values: torch.fx cannot trace it."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, channels, 3, stride=2)
+        self.relu = nn.ReLU()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * 13 * 13, CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv(x))
+        rows = [row * 2 if row.mean() > 0.1 else row for row in h.split(1)]
+        return self.head(torch.cat(rows))
+
+
+class BatchBranch(PerImageBranch):
+    """Control flow on the whole batch: stacking ablated copies along the batch changes the branch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv(x))
+        if h.shape[0] > 64:
+            h = -h
+        return self.head(h)
+
+
+def calibrated(model: nn.Module, images: np.ndarray, seed: int = 0) -> nn.Module:
+    """Random weights and BN statistics, the last layer standardising each logit over the images:
+    every class is predicted for some images, and ablating single units changes some predictions."""
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(to_float(images)))
+        mean, std = logits.mean(0), logits.std(0) + 1e-6
+        last.weight.div_(std[:, None])
+        last.bias.copy_((last.bias - mean) / std)
+    return model
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return synthetic_images(160, seed=5)
+
+
+def naive(model, layer, images, labels, units=None, rotation_seed=None, value="zero", batch_size=64):
+    units = list(range(units)) if isinstance(units, int) else units
+    rotation = None if rotation_seed is None else basis_matrix(len(units), rotation_seed)
+    options = AblationOptions(value=value, batch_size=batch_size)
+    return ablate_naive(model, layer, images, labels, units, CLASSES, rotation=rotation, options=options)
+
+
+def assert_same_counts(result: ua.AblationResult, reference) -> None:
+    assert reference.broken.sum() + reference.fixed.sum() > 0, "the case must change some predictions"
+    for name in COUNT_ARRAYS:
+        np.testing.assert_array_equal(getattr(result.counts, name), getattr(reference, name), err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("layer", "plan"),
+    [
+        ("block2", "closed-form"),
+        ("block2.bn1", "delta"),
+        ("block1.relu1", "delta"),
+        ("block1", "head-replay"),
+    ],
+)
+def test_residual_net_equals_naive(data, layer, plan) -> None:
+    images, labels = data
+    model = calibrated(ResidualNet(), images)
+    dataset = TensorDataset(torch.from_numpy(to_float(images)), torch.from_numpy(labels))
+    result = ua.ablate(model, layer, dataset, batch_size=64)
+    assert result.plan == plan and result.fallback_reason == ""
+    assert_same_counts(result, naive(model, layer, images, labels, 12))
+
+
+def test_dataloader_and_dataset_give_the_same_counts(data) -> None:
+    images, labels = data
+    model = calibrated(ResidualNet(), images)
+    dataset = TensorDataset(torch.from_numpy(to_float(images)), torch.from_numpy(labels))
+    from_loader = ua.ablate(
+        model, "block2", DataLoader(dataset, batch_size=48), value="mean", rotation_seed=1
+    )
+    reference = naive(model, "block2", images, labels, 12, rotation_seed=1, value="mean", batch_size=48)
+    assert_same_counts(from_loader, reference)
+    from_dataset = ua.ablate(model, "block2", dataset, value="mean", rotation_seed=1, batch_size=48)
+    for name in COUNT_ARRAYS:
+        np.testing.assert_array_equal(getattr(from_loader.counts, name), getattr(from_dataset.counts, name))
+
+
+@pytest.mark.parametrize("model_class", [PerImageBranch, BatchBranch])
+def test_untraceable_model_falls_back_to_hooks_exactly(data, model_class) -> None:
+    images, labels = data
+    model = calibrated(model_class(), images)
+    dataset = TensorDataset(torch.from_numpy(to_float(images)), torch.from_numpy(labels))
+    with pytest.warns(ua.FallbackWarning, match=r"torch\.fx cannot trace .*plan 'hooks'"):
+        result = ua.ablate(model, "relu", DataLoader(dataset, batch_size=40), units_per_pass=4)
+    assert result.plan == "hooks" and "cannot trace" in result.fallback_reason
+    assert_same_counts(result, naive(model, "relu", images, labels, 8, batch_size=40))
+
+
+def test_fallback_stacks_units_only_where_exact(data) -> None:
+    """Stacked copies change BatchBranch's branch (a batch of 4 x 40 images): one unit per forward."""
+    from unit_ablation.engine.hooked import HookedEngine
+
+    images, labels = data
+    x = torch.from_numpy(to_float(images[:40]))
+    chosen = {}
+    for model_class in (PerImageBranch, BatchBranch):
+        model = calibrated(model_class(), images)
+        engine = HookedEngine(model, model.relu, "relu", units_per_pass=4)
+        engine.predictions(x, list(range(8)), torch.zeros(8))
+        chosen[model_class.__name__] = engine.units_per_forward
+    assert chosen == {"PerImageBranch": 4, "BatchBranch": 1}
+
+
+def test_matches_the_workflow_engine_on_the_builtin_model(data, small_model) -> None:
+    images, labels = data
+    dataset = TensorDataset(torch.from_numpy(to_float(images)), torch.from_numpy(labels))
+    result = ua.ablate(small_model, "conv5", dataset, batch_size=50)
+    units = list(range(small_model.unit_count("conv5")))
+    workflow = ablate_units(
+        small_model, "conv5", images, labels, units, CLASSES, options=AblationOptions(batch_size=50)
+    )
+    assert_same_counts(result, workflow)
+    assert result.plan == workflow.plan
+
+
+def test_tables_and_files(data, tmp_path) -> None:
+    images, labels = data
+    model = calibrated(ResidualNet(), images)
+    dataset = TensorDataset(torch.from_numpy(to_float(images)), torch.from_numpy(labels))
+    result = ua.ablate(
+        model, "block2", dataset, units=[0, 3, 5], rotation_seed=2, class_names=list("abcdefghij")
+    )
+    assert list(result.units.unit) == [0, 3, 5]
+    assert len(result.classes) == 3 * CLASSES and set(result.classes["class"]) == set("abcdefghij")
+    units_path, classes_path = result.to_tsv(tmp_path / "out")
+    assert units_path.name == "block2@rot2.units.tsv" and classes_path.name == "block2@rot2.classes.tsv"
+    import pandas as pd
+
+    written = pd.read_csv(units_path, sep="\t")
+    assert list(written.columns) == list(result.units.columns)
+    np.testing.assert_array_equal(written.unit, [0, 3, 5])
+
+
+def test_model_mode_and_device_are_restored(data) -> None:
+    images, labels = data
+    model = calibrated(ResidualNet(), images).train()
+    model.block1.eval()  # mixed modes come back as they were
+    before = {name: module.training for name, module in model.named_modules()}
+    dataset = TensorDataset(torch.from_numpy(to_float(images[:20])), torch.from_numpy(labels[:20]))
+    ua.ablate(model, "block2", dataset, units=[0])
+    assert {name: module.training for name, module in model.named_modules()} == before
+
+
+def test_bad_inputs_are_named(data) -> None:
+    images, labels = data
+    model = calibrated(ResidualNet(), images)
+    dataset = TensorDataset(torch.from_numpy(to_float(images[:20])), torch.from_numpy(labels[:20]))
+    with pytest.raises(KeyError, match=r"'block3'.*nearest: block2, block1"):
+        ua.ablate(model, "block3", dataset)
+    with pytest.raises(ValueError, match=r"unit 12 is not one of layer 'block2'"):
+        ua.ablate(model, "block2", dataset, units=[12])
+    with pytest.raises(ValueError, match=r"3 class names, but the model gives 10 logits"):
+        ua.ablate(model, "block2", dataset, class_names=["a", "b", "c"])
+    bad_labels = TensorDataset(torch.from_numpy(to_float(images[:20])), torch.full((20,), 10))
+    with pytest.raises(ValueError, match=r"label 10 is not a class index 0..9"):
+        ua.ablate(model, "block2", bad_labels)
+    with pytest.raises(TypeError, match=r"torch Dataset or DataLoader"):
+        ua.ablate(model, "block2", images)
+
+
+def test_import_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, unit_ablation; print('torch' in sys.modules)"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )
+    with warnings.catch_warnings():
+        assert callable(ua.ablate)
