@@ -25,7 +25,7 @@ MAX_LINES = 450
 SUBPACKAGES = {"analysis", "data", "engine", "files", "models", "report", "runtime", "spec", "stages"}
 SUBPACKAGES |= {"api", "tools", "workflow"}
 # `python -m unit_ablation.<name>`: command lines kept at the top level wherever their code lives
-ENTRY_POINTS = {"bench", "plan_cost", "paper_rate", "fetch_data", "fetch_weights"}
+ENTRY_POINTS = {"bench", "describe", "plan_cost", "paper_rate", "fetch_data", "fetch_weights"}
 # Subpackages imported at Snakefile parse time, on the submit host and in every cluster job
 TORCH_FREE = ("spec", "workflow")
 

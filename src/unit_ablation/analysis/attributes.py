@@ -165,8 +165,8 @@ def unit_attributes(
     logits: np.ndarray,
     labels: np.ndarray,
     class_names: list[str],
-    weight_in: np.ndarray,
-    weight_out: np.ndarray,
+    weight_in: np.ndarray | None,
+    weight_out: np.ndarray | None,
     rotation: np.ndarray | None = None,
     minimum: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -177,6 +177,7 @@ def unit_attributes(
     oriented (`orientation_signs`: q_j^T mu >= 0), so no attribute depends on the arbitrary sign
     of q_j; the applied sign is the `orientation` column (+1 throughout the canonical basis).
     `minimum` is needed in a rotated basis (a flipped coordinate's max is minus its min).
+    Without `weight_in` or `weight_out` (a model that does not define them), `l1_in` or `l1_out` is NaN.
     """
     rotated = rotation is not None
     signs = orientation_signs(mean, rotated)
@@ -202,8 +203,10 @@ def unit_attributes(
             "most_selective_class": [class_names[k] for k in top_class],
             "class_correlation": corr.max(axis=1),
             "class_correlation_class": [class_names[k] for k in corr.argmax(axis=1)],
-            "l1_in": incoming_l1(weight_in, rotation),
-            "l1_out": outgoing_l1(weight_out, rotation),
+            "l1_in": np.full(len(units), np.nan) if weight_in is None else incoming_l1(weight_in, rotation),
+            "l1_out": np.full(len(units), np.nan)
+            if weight_out is None
+            else outgoing_l1(weight_out, rotation),
             "activation_mean": mean.mean(axis=0),
             "activation_std": sigma,
             "activation_sparsity": zero_fraction.mean(axis=0),

@@ -16,6 +16,17 @@ from unit_ablation.runtime.progress import Progress
 log = logging.getLogger(__name__)
 
 
+STATISTICS = ("mean", "max", "min", "zero_fraction")
+
+
+def image_statistics(activation: torch.Tensor, rotation: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Per image and unit: the spatial mean, max, min and fraction of zero positions of z = Q^T a
+    (images x units each; a layer without spatial positions has one)."""
+    z = to_basis(activation, rotation)
+    z = z.flatten(2) if z.dim() > 2 else z.unsqueeze(2)
+    return {"mean": z.mean(2), "max": z.amax(2), "min": z.amin(2), "zero_fraction": (z == 0).float().mean(2)}
+
+
 @torch.no_grad()
 def layer_statistics(
     model: nn.Module,
@@ -43,11 +54,8 @@ def layer_statistics(
     for x, _ in image_batches(images, None, batch_size, device):
         activation, side = run_trunk(split, x)
         logits = split.head(activation.clone(), *side)  # the head may work in place
-        z = to_basis(activation, q).flatten(2)
-        outputs["mean"].append(z.mean(2).cpu().numpy())
-        outputs["max"].append(z.amax(2).cpu().numpy())
-        outputs["min"].append(z.amin(2).cpu().numpy())
-        outputs["zero_fraction"].append((z == 0).float().mean(2).cpu().numpy())
+        for key, value in image_statistics(activation, q).items():
+            outputs[key].append(value.cpu().numpy())
         outputs["logits"].append(logits.cpu().numpy())
         progress.update(len(x))
     return {key: np.concatenate(value) for key, value in outputs.items()}

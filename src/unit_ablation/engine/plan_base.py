@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -247,3 +247,21 @@ def module_flops(module: fx.GraphModule, example: list[torch.Tensor]) -> float:
         elif isinstance(layer, nn.Conv2d) and meta is not None:
             flops += mixing_flops(layer, meta.shape[1:])
     return flops
+
+
+def forward_flops(model: nn.Module, run: Callable[[], object]) -> float:
+    """Conv2d/Linear FLOPs per image of `run()` (a call that runs modules of `model` on one image)."""
+    total = 0.0
+
+    def count(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        nonlocal total
+        total += mixing_flops(module, output.shape[1:])
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total

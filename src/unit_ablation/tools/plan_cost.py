@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from unit_ablation.engine.graph_split import run_trunk, split_model
-from unit_ablation.engine.plans import choose_plan, mixing_flops
+from unit_ablation.engine.plan_base import forward_flops
+from unit_ablation.engine.plans import choose_plan
 from unit_ablation.spec.plans import ENGINE_PLANS
 
 # (architecture, layer module path, name in the paper) of the paper-scale studies
@@ -37,24 +38,6 @@ class PlanCost:
         """FLOPs of ablating `units` units one at a time over `images` images in `jobs` chunks
         (each job runs the trunk over every image once)."""
         return images * (jobs * self.trunk_flops + units * self.head_flops)
-
-
-def forward_flops(model: nn.Module, run) -> float:
-    """Conv2d/Linear FLOPs per image of `run()` (a call that runs modules of `model` on one image)."""
-    total = 0.0
-
-    def count(module: nn.Module, _inputs, output: torch.Tensor) -> None:
-        nonlocal total
-        total += mixing_flops(module, output.shape[1:])
-
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return total
 
 
 def plan_costs(
