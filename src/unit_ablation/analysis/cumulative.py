@@ -12,7 +12,7 @@ et al. 2020 (PNAS), Fig. 3.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from unit_ablation.analysis.damage import balanced_class_accuracy
-from unit_ablation.engine.graph_split import run_trunk, split_model
+from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
+from unit_ablation.engine.hooked import edited_logits
 from unit_ablation.runtime.device import image_batches
 from unit_ablation.runtime.progress import Progress
 
@@ -71,6 +72,38 @@ def ablate_set(activation: torch.Tensor, units: Sequence[int], values: torch.Ten
     return ablated
 
 
+def set_predictor(
+    model: nn.Module, layer: str
+) -> Callable[[torch.Tensor, Sequence[Sequence[int]], torch.Tensor], torch.Tensor]:
+    """A function giving a batch's predictions (sets x B) with each set of units ablated together:
+    the trunk once and the head per set, or for a model torch.fx cannot trace a forward per set
+    with a hook."""
+    try:
+        split = split_model(model, layer)
+    except TraceFailed as error:
+        log.warning("%s: each unit set is ablated by a hook in a full forward pass", error)
+        module = resolve_layer(model, layer)
+
+        def hooked(x: torch.Tensor, sets: Sequence[Sequence[int]], values: torch.Tensor) -> torch.Tensor:
+            rows = [
+                edited_logits(model, module, x, lambda out, u=units: ablate_set(out, u, values))
+                for units in sets
+            ]
+            return torch.stack([row.argmax(1) for row in rows])
+
+        return hooked
+
+    def traced(x: torch.Tensor, sets: Sequence[Sequence[int]], values: torch.Tensor) -> torch.Tensor:
+        activation, side = run_trunk(split, x)
+        # the head may work in place: every set gets fresh copies
+        rows = [
+            split.head(ablate_set(activation, units, values), *[t.clone() for t in side]) for units in sets
+        ]
+        return torch.stack([row.argmax(1) for row in rows])
+
+    return traced
+
+
 @torch.no_grad()
 def set_predictions(
     model: nn.Module,
@@ -82,16 +115,12 @@ def set_predictions(
     device: torch.device,
 ) -> np.ndarray:
     """Predictions (sets x images) with each set of units ablated together; the trunk runs once per batch."""
-    split = split_model(model, layer)
+    predict = set_predictor(model, layer)
     predictions = np.empty((len(unit_sets), len(images)), dtype=np.int64)
     progress = Progress(log, f"cumulative {layer}", len(images), "images")
     start = 0
     for x, _ in image_batches(images, None, batch_size, device):
-        activation, side = run_trunk(split, x)
-        for s, units in enumerate(unit_sets):
-            # the head may work in place: every set gets fresh copies
-            logits = split.head(ablate_set(activation, units, values), *[t.clone() for t in side])
-            predictions[s, start : start + len(x)] = logits.argmax(1).cpu().numpy()
+        predictions[:, start : start + len(x)] = predict(x, unit_sets, values).cpu().numpy()
         progress.update(len(x), note=f"{len(unit_sets)} unit sets")
         start += len(x)
     return predictions

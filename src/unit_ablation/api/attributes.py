@@ -17,6 +17,7 @@ from unit_ablation.api.inputs import Data, batches, evaluated, resolve_device
 from unit_ablation.engine.activations import STATISTICS, image_statistics
 from unit_ablation.engine.basis import basis_matrix
 from unit_ablation.engine.graph_split import resolve_layer
+from unit_ablation.engine.hooked import output_and_logits
 from unit_ablation.files.writing import write_tsv
 from unit_ablation.spec.layer_spec import LayerSpec
 
@@ -91,22 +92,15 @@ def attributes(
     outputs: dict[str, list[np.ndarray]] = {key: [] for key in (*STATISTICS, "logits", "labels")}
     with evaluated(model, torch_device, precision):
         rotation = q = None
-        captured: list[torch.Tensor] = []
-        # a clone: an in-place op after the layer (ReLU(inplace=True)) would overwrite its output
-        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out.clone()))
-        try:
-            for x, y in batches(data, batch_size, torch_device):
-                captured.clear()
-                logits = model(x)
-                if rotation_seed is not None and q is None:
-                    rotation = basis_matrix(captured[0].shape[1], rotation_seed)
-                    q = torch.from_numpy(rotation).float().to(torch_device)
-                for key, value in image_statistics(captured[0], q).items():
-                    outputs[key].append(value.cpu().numpy())
-                outputs["logits"].append(logits.cpu().numpy())
-                outputs["labels"].append(y.cpu().numpy())
-        finally:
-            handle.remove()
+        for x, y in batches(data, batch_size, torch_device):
+            activation, logits = output_and_logits(model, module, x, layer)
+            if rotation_seed is not None and q is None:
+                rotation = basis_matrix(activation.shape[1], rotation_seed)
+                q = torch.from_numpy(rotation).float().to(torch_device)
+            for key, value in image_statistics(activation, q).items():
+                outputs[key].append(value.cpu().numpy())
+            outputs["logits"].append(logits.cpu().numpy())
+            outputs["labels"].append(y.cpu().numpy())
         weight_in, weight_out = _layer_weights(model, layer)
     arrays = {key: np.concatenate(value) for key, value in outputs.items()}
     names = choose_class_names(class_names, data, arrays["logits"].shape[1])

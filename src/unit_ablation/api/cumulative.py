@@ -8,43 +8,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from unit_ablation.analysis.cumulative import ablate_set, cumulative_table, unit_counts, unit_sets
+from unit_ablation.analysis.cumulative import cumulative_table, set_predictor, unit_counts, unit_sets
 from unit_ablation.api.ablate import AblationResult, choose_class_names
 from unit_ablation.api.inputs import Data, batches, evaluated, first_batch, resolve_device
 from unit_ablation.data.halves import evaluation_halves
-from unit_ablation.engine.ablation_engine import AblationEngine
-from unit_ablation.engine.graph_split import resolve_layer, run_trunk
-from unit_ablation.engine.selection import choose_engine
+from unit_ablation.engine.graph_split import resolve_layer
+from unit_ablation.engine.hooked import layer_output
 from unit_ablation.engine.values import coordinate_means
 from unit_ablation.spec.layer_spec import ABLATION_VALUES
-
-
-def _set_predictions(
-    model: nn.Module,
-    layer: str,
-    engine: object,
-    x: torch.Tensor,
-    sets: list[tuple[int, ...]],
-    values: torch.Tensor,
-) -> np.ndarray:
-    """Predictions (sets x B) with each set of units ablated together: the trunk once and the head
-    per set where the model is traced, else a full forward per set with a hook."""
-    rows = []
-    if isinstance(engine, AblationEngine):
-        activation, side = run_trunk(engine.split, x)
-        for units in sets:  # the head may work in place: fresh copies for every set
-            rows.append(engine.split.head(ablate_set(activation, units, values), *[t.clone() for t in side]))
-    else:
-        module = resolve_layer(model, layer)
-        for units in sets:
-            handle = module.register_forward_hook(
-                lambda _m, _i, out, units=units: ablate_set(out, units, values)
-            )
-            try:
-                rows.append(model(x))
-            finally:
-                handle.remove()
-    return torch.stack([row.argmax(1) for row in rows]).cpu().numpy()
 
 
 @torch.no_grad()
@@ -94,21 +65,23 @@ def cumulative(
     torch_device = resolve_device(model, device)
     with evaluated(model, torch_device, precision):
         x, _ = first_batch(data, batch_size, torch_device)
-        choice = choose_engine(model, layer, None, x)
-        count = choice.activation(x[:1]).shape[1]
+        module = resolve_layer(model, layer)
+        count = layer_output(model, module, x[:1], layer).shape[1]
         names = choose_class_names(class_names, data, model(x[:1]).shape[1])
         if value == "mean":
             reference = data if mean_data is None else mean_data
-            values = coordinate_means(
-                (choice.activation(b) for b, _ in batches(reference, batch_size, torch_device)), None
+            activations = (
+                layer_output(model, module, b, layer) for b, _ in batches(reference, batch_size, torch_device)
             )
+            values = coordinate_means(activations, None)
         else:
             values = torch.zeros(count, device=torch_device)
         sets = unit_sets(class_damage, classes, unit_counts(max_units, count), random_draws, seed, count)
         distinct = list(dict.fromkeys(tuple(sorted(s["units"])) for s in sets))  # e.g. k = 0 once
+        predict = set_predictor(model, layer)
         predictions, labels = [], []
         for x, y in batches(data, batch_size, torch_device):
-            predictions.append(_set_predictions(model, layer, choice.engine, x, distinct, values))
+            predictions.append(predict(x, distinct, values).cpu().numpy())
             labels.append(y.cpu().numpy())
     all_labels = np.concatenate(labels)
     row_of = {units: row for row, units in enumerate(distinct)}

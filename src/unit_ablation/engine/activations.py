@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from unit_ablation.engine.basis import to_basis
-from unit_ablation.engine.graph_split import run_trunk, split_model
+from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
+from unit_ablation.engine.hooked import output_and_logits
 from unit_ablation.runtime.device import image_batches
 from unit_ablation.runtime.progress import Progress
 
@@ -27,6 +29,25 @@ def image_statistics(activation: torch.Tensor, rotation: torch.Tensor | None) ->
     return {"mean": z.mean(2), "max": z.amax(2), "min": z.amin(2), "zero_fraction": (z == 0).float().mean(2)}
 
 
+def activation_and_logits(
+    model: nn.Module, layer: str
+) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """A function giving a batch's activation at `layer` and its logits: the traced trunk and head,
+    or (for a model torch.fx cannot trace) the whole model with a hook."""
+    try:
+        split = split_model(model, layer)
+    except TraceFailed as error:
+        log.warning("%s: the layer's activations come from hooks", error)
+        module = resolve_layer(model, layer)
+        return lambda x: output_and_logits(model, module, x, layer)
+
+    def traced(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        activation, side = run_trunk(split, x)
+        return activation, split.head(activation.clone(), *side)  # the head may work in place
+
+    return traced
+
+
 @torch.no_grad()
 def layer_statistics(
     model: nn.Module,
@@ -42,18 +63,18 @@ def layer_statistics(
     The coordinates are z = Q^T a (the canonical basis when `rotation` is None), as drawn: the
     sign of a rotated direction is arbitrary, and the attribute stage orients it (q_j^T mu >= 0).
     Flipping coordinate j maps its spatial max to minus its spatial min, so the min is kept too.
-    Uses the same trunk/head split as the ablation engine, so any fx-traceable model works.
+    Uses the same trunk/head split as the ablation engine; a model torch.fx cannot trace is run
+    whole, with a hook that copies the layer's output.
     """
     device = device or torch.device("cpu")
-    split = split_model(model.eval().to(device), layer)
+    forward = activation_and_logits(model.eval().to(device), layer)
     q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
     outputs: dict[str, list[np.ndarray]] = {
         key: [] for key in ("mean", "max", "min", "zero_fraction", "logits")
     }
     progress = Progress(log, f"extract {label}".strip(), len(images), "images")
     for x, _ in image_batches(images, None, batch_size, device):
-        activation, side = run_trunk(split, x)
-        logits = split.head(activation.clone(), *side)  # the head may work in place
+        activation, logits = forward(x)
         for key, value in image_statistics(activation, q).items():
             outputs[key].append(value.cpu().numpy())
         outputs["logits"].append(logits.cpu().numpy())

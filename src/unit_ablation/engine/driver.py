@@ -14,13 +14,15 @@ from torch import nn
 
 from unit_ablation.engine.ablation_engine import AblationEngine, is_out_of_memory
 from unit_ablation.engine.counts import AblationCounts, CountTotals
+from unit_ablation.engine.hooked import HookedEngine
 from unit_ablation.engine.options import DEFAULT_OPTIONS, AblationOptions
 from unit_ablation.engine.resume import (
     PartialCounts,
     ProgressSaver,
 )
+from unit_ablation.engine.selection import choose_engine
 from unit_ablation.engine.values import prepare_ablation
-from unit_ablation.runtime.device import image_batches
+from unit_ablation.runtime.device import device_batch, image_batches
 from unit_ablation.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,29 @@ def count_batches(
         yield totals.images
 
 
+def _engine(
+    model: nn.Module,
+    layer: str,
+    rotation: torch.Tensor | None,
+    options: AblationOptions,
+    example: np.ndarray,
+    device: torch.device,
+) -> AblationEngine | HookedEngine:
+    """The requested plan; for "auto" the fastest exact plan, or the hook-based fallback where
+    torch.fx cannot trace the model (`selection.choose_engine`, checked on the first batch)."""
+    if options.plan != "auto":
+        return AblationEngine(model, layer, rotation, options.plan, options.units_per_pass, options.memory_mb)
+    x, _ = device_batch(example, None, device)
+    choice = choose_engine(model, layer, rotation, x, "auto", options.units_per_pass, options.memory_mb)
+    if choice.fallback_reason:
+        log.warning(
+            "%s: ablating with the exact hook-based fallback (plan %r)",
+            choice.fallback_reason,
+            choice.engine.plan,
+        )
+    return choice.engine
+
+
 @torch.no_grad()
 def ablate_units(
     model: nn.Module,
@@ -107,7 +132,7 @@ def ablate_units(
         model, layer, images, rotation, options.value, options.batch_size, options.device, mean_images,
         options.precision,
     )  # fmt: skip
-    engine = AblationEngine(model, layer, q, options.plan, options.units_per_pass, options.memory_mb)
+    engine = _engine(model, layer, q, options, images[: options.batch_size], device)
     labels = np.asarray(labels)
     totals = CountTotals(len(units), num_classes, device)
     done = 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -57,6 +58,36 @@ def layer_output(model: nn.Module, module: nn.Module, x: torch.Tensor, layer: st
     if not captured:
         raise ValueError(f"layer {layer!r} is not called in the model's forward pass")
     return captured[0]
+
+
+@torch.no_grad()
+def output_and_logits(
+    model: nn.Module, module: nn.Module, x: torch.Tensor, layer: str = ""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The module's output (a copy: in-place ops after it would overwrite it) and the logits."""
+    captured: list[torch.Tensor] = []
+    handle = module.register_forward_hook(
+        lambda _m, _i, out: captured.append(_tensor_output(out, layer).clone())
+    )
+    try:
+        logits = _logits(model(x))
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise ValueError(f"layer {layer!r} is called {len(captured)} times in one forward pass, not once")
+    return captured[0], logits
+
+
+@torch.no_grad()
+def edited_logits(
+    model: nn.Module, module: nn.Module, x: torch.Tensor, edit: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """The logits with the module's output replaced by `edit(output)`."""
+    handle = module.register_forward_hook(lambda _m, _i, out: edit(out))
+    try:
+        return _logits(model(x))
+    finally:
+        handle.remove()
 
 
 def _logits(output: object) -> torch.Tensor:

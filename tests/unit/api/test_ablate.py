@@ -79,7 +79,14 @@ def test_untraceable_model_falls_back_to_hooks_exactly(data, model_class) -> Non
     with pytest.warns(ua.FallbackWarning, match=r"torch\.fx cannot trace .*plan 'hooks'"):
         result = ua.ablate(model, "relu", DataLoader(dataset, batch_size=40), units_per_pass=4)
     assert result.plan == "hooks" and "cannot trace" in result.fallback_reason
-    assert_same_counts(result, naive(model, "relu", images, labels, 8, batch_size=40))
+    reference = naive(model, "relu", images, labels, 8, batch_size=40)
+    assert_same_counts(result, reference)
+    # the workflow's entry point (uint8 arrays) takes the same fallback
+    options = AblationOptions(batch_size=40, units_per_pass=4)
+    workflow = ablate_units(model, "relu", images, labels, list(range(8)), CLASSES, options=options)
+    assert workflow.plan == "hooks"
+    for name in COUNT_ARRAYS:
+        np.testing.assert_array_equal(getattr(workflow, name), getattr(reference, name), err_msg=name)
 
 
 def test_fallback_stacks_units_only_where_exact(data) -> None:

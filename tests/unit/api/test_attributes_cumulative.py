@@ -116,3 +116,15 @@ def test_cumulative_on_a_model_torch_fx_cannot_trace(data) -> None:
     assert (everything.overall_accuracy < 50).all()
     with pytest.raises(ValueError, match=r"no columns \['drop_h0', 'drop_h1'\]"):
         ua.cumulative(model, "relu", dataset, damage.classes.drop(columns=["drop_h0", "drop_h1"]))
+
+
+def test_workflow_statistics_of_a_model_torch_fx_cannot_trace(data) -> None:
+    """The extract stage's statistics come from a hook when the model cannot be traced."""
+    images, _ = data
+    model = calibrated(PerImageBranch(), images)
+    stats = layer_statistics(model, "relu", images, None, batch_size=50)
+    x = torch.from_numpy(to_float(images))
+    with torch.no_grad():
+        activation = model.relu(model.conv(x))
+        np.testing.assert_array_equal(stats["mean"], activation.flatten(2).mean(2).numpy())
+        np.testing.assert_array_equal(stats["logits"], torch.cat([model(b) for b in x.split(50)]).numpy())
