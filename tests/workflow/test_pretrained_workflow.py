@@ -1,4 +1,6 @@
-"""Paper-scale path on a small scale: torchvision models on a generated ImageFolder, whole workflow."""
+"""Paper-scale path on a small scale, whole workflow: a torchvision model (weights in the Places365
+layout), a timm model and a `python:` model of the test's own, on a generated ImageFolder (the
+evaluation images) and a `python:` data set (the attribute images)."""
 
 from __future__ import annotations
 
@@ -13,13 +15,85 @@ import torch
 import yaml
 from PIL import Image
 
-from support.workflow_runs import PROJECT_ROOT, TINY_CONFIG, scheduled_jobs, snakemake
+from support.workflow_runs import PROJECT_ROOT, TINY_CONFIG, planned_jobs, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.integration
 CLASSES = ["bars", "dots", "plain"]
 IMAGES_PER_CLASS = 6
-UNITS = {"alexnet-places": {"conv5": 256}, "resnet18-random": {"layer4": 512}}
-CHUNK_SIZE = 256  # AlexNet's conv5 in one job, ResNet's layer4 in two
+UNITS = {"alexnet-places": {"conv5": 256}, "timm-resnet": {"layer4": 512}, "python-net": {"features.3": 12}}
+ARCHS = {"alexnet-places": "torchvision", "timm-resnet": "timm", "python-net": "python"}
+CHUNK_SIZE = 256  # AlexNet's conv5 in one job, the timm ResNet's layer4 in two, the python net's in one
+STUDY_LEVEL_RULES = {
+    "summarize",
+    "plot_overview",
+    "plot_comparison",
+    "plot_agreement",
+    "plot_network_effects",
+}
+PYTHON_MODEL = "models/small_net.py"
+PYTHON_DATA = "datasets/patterns.py"
+
+# The python: model (written into each test's working directory): it reads [0, 1] images and
+# normalises inside itself, as the docs ask
+SMALL_NET = """\
+import torch
+from torch import nn
+
+
+class SmallNet(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(8, 12, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.classifier = nn.Linear(12, num_classes)
+
+    def forward(self, x):
+        x = (x - 0.5) / 0.25
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def build(num_classes):
+    return SmallNet(num_classes)
+"""
+
+# The python: data set of the attribute images: uint8 C x H x W tensors, the class names as a
+# `classes` attribute (as torchvision's data sets have)
+PATTERNS = """\
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class Patterns(Dataset):
+    classes = ["bars", "dots", "plain"]
+
+    def __init__(self, per_class, seed):
+        rng = np.random.default_rng(seed)
+        self.items = []
+        for label in range(3):
+            for _ in range(per_class):
+                pixels = rng.integers(0, 80, size=(3, 72, 80), dtype=np.uint8)
+                if label == 0:
+                    pixels[:, ::8] = 255
+                elif label == 1:
+                    pixels[:, ::6, ::6] = 255
+                self.items.append((torch.from_numpy(pixels), label))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def heldout():
+    return Patterns(per_class=4, seed=1)
+"""
 
 
 def write_image_folder(root: Path) -> Path:
@@ -47,31 +121,56 @@ def write_places365_weights(path: Path) -> Path:
     return path
 
 
+def write_timm_weights(path: Path) -> Path:
+    """A random timm ResNet-10t with 3 classes, without timm's zero-initialised last BatchNorm of
+    each block (whose zero scale would give every unit of a stage output zero incoming weights)."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=len(CLASSES), zero_init_last=False)
+    torch.save(net.state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> Path:
-    """The image folder and the AlexNet weights file (228 MB), made once for every test here."""
+    """The image folder and the AlexNet (228 MB) and timm weights files, made once for every test here."""
     folder = tmp_path_factory.mktemp("assets")
     write_image_folder(folder / "images")
     write_places365_weights(folder / "alexnet_places365.pth.tar")
+    write_timm_weights(folder / "resnet10t.pt")
     return folder
 
 
-def study_config(assets: Path) -> dict:
+def write_python_files(workdir: Path, assets: Path) -> None:
+    """The python: model and data set files, relative to the working directory as the config names
+    them, and the python model's weights (a state_dict of a seeded build) in the assets."""
+    from unit_ablation.models.python_files import python_callable
+
+    for name, text in ((PYTHON_MODEL, SMALL_NET), (PYTHON_DATA, PATTERNS)):
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text(text)
+    weights = assets / "small_net.pt"
+    if not weights.exists():
+        torch.manual_seed(1)
+        net = python_callable(workdir / PYTHON_MODEL, "build", "test")(num_classes=len(CLASSES))
+        torch.save(net.state_dict(), weights)
+
+
+def study_config(assets: Path, workdir: Path) -> dict:
+    write_python_files(workdir, assets)
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["data"].update(
         source="images",
         images={
             "test": {"folder": str(assets / "images")},
-            "heldout": None,
+            "heldout": {"python": f"{PYTHON_DATA}:heldout"},
             "resize": 72,
             "crop": 64,
             "workers": 1,
         },
     )
     config["variants"] = {}
-    # one small image set serves both: the override the config check asks for when attributes
-    # come from the evaluation images
-    config["analysis"]["allow_attributes_on_evaluation_split"] = True
     config["pretrained"] = {
         "alexnet-places": {
             "arch": "alexnet",
@@ -79,7 +178,20 @@ def study_config(assets: Path) -> dict:
             "weights": str(assets / "alexnet_places365.pth.tar"),
             "layers": ["conv5"],
         },
-        "resnet18-random": {"arch": "resnet18", "num_classes": 3, "weights": None, "layers": ["layer4"]},
+        "timm-resnet": {
+            "arch": "timm:resnet10t",
+            "num_classes": 3,
+            "weights": str(assets / "resnet10t.pt"),
+            "layers": ["layer4"],
+            "units": UNITS["timm-resnet"],
+        },
+        "python-net": {
+            "arch": f"python:{PYTHON_MODEL}:build",
+            "num_classes": 3,
+            "weights": str(assets / "small_net.pt"),
+            "layers": ["features.3"],
+            "units": UNITS["python-net"],
+        },
     }
     # the canonical basis only: rotated bases run in the tiny study and on these models in
     # tests/unit/engine/test_engine.py
@@ -93,29 +205,29 @@ def study_config(assets: Path) -> dict:
 @pytest.fixture(scope="module")
 def pretrained_run(tmp_path_factory, assets) -> Path:
     workdir = tmp_path_factory.mktemp("pretrained")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(study_config(assets)))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(study_config(assets, workdir)))
     result = snakemake(workdir)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     return workdir
 
 
 def test_dry_run_plans_models_times_layers_times_chunks(tmp_path, assets):
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(study_config(assets)))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(study_config(assets, tmp_path)))
     result = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
     counts = scheduled_jobs(result.stdout + result.stderr)
     chunks = sum(-(-units // CHUNK_SIZE) for layers in UNITS.values() for units in layers.values())
     assert counts["ablate"] == chunks
-    assert counts["prepare_model"] == 2 and counts["decode_images"] == 1 and "train" not in counts
+    assert counts["prepare_model"] == 3 and counts["decode_images"] == 2 and "train" not in counts
     assert counts["cumulative"] == 1  # conv5 is a layer of the AlexNet only
 
 
-def test_whole_workflow_runs_on_torchvision_models(pretrained_run):
+def test_whole_workflow_runs_on_torchvision_timm_and_python_models(pretrained_run):
     results = pretrained_run / "results"
     assert (results / "summary.md").is_file() and (results / "figures" / "variants_and_bases.png").is_file()
     for model, layers in UNITS.items():
         metadata = json.loads((results / "models" / f"{model}.json").read_text())
-        assert metadata["architecture"]["arch"] == "torchvision" and metadata["class_names"] == CLASSES
+        assert metadata["architecture"]["arch"] == ARCHS[model] and metadata["class_names"] == CLASSES
         assert 0 <= metadata["test_accuracy"] <= 100
         for layer, units in layers.items():
             table = pd.read_csv(results / model / "ablation" / f"{layer}.units.tsv", sep="\t")
@@ -128,39 +240,96 @@ def test_whole_workflow_runs_on_torchvision_models(pretrained_run):
     assert set(cumulative.k) == {0, 1, 2}
     log = (results / "logs" / "decode_images" / "test.log").read_text()
     assert "18" in log  # the progress lines count the decoded images
+    timm_meta = json.loads((results / "models" / "timm-resnet.json").read_text())["architecture"]
+    assert timm_meta["mean"] == [0.485, 0.456, 0.406] and timm_meta["input_size"] == [3, 64, 64]
 
 
-def test_weights_file_was_loaded_not_random(pretrained_run, assets):
+def test_python_data_set_is_decoded_into_the_image_cache(pretrained_run):
+    from unit_ablation.data.image_cache import load_image_cache
+
+    images, labels, names = load_image_cache(pretrained_run / "results" / "data" / "images" / "heldout")
+    assert images.shape == (12, 3, 64, 64) and names == tuple(CLASSES)
+    assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert (images[:4, :, :, ::8] > 200).mean() > (images[8:, :, :, ::8] > 200).mean()  # the bars
+    attributes = json.loads((pretrained_run / "results" / "data" / "images.json").read_text())
+    assert attributes["splits"]["heldout"].endswith("images/heldout")
+
+
+def test_weights_file_was_loaded_not_random(pretrained_run, assets, monkeypatch):
     from unit_ablation.models.checkpoint import load_model
 
     model = load_model(pretrained_run / "results" / "models" / "alexnet-places.pt")
     saved = torch.load(assets / "alexnet_places365.pth.tar", weights_only=True)["state_dict"]
     assert torch.equal(model.net.features[10].weight, saved["module.features.10.weight"])
+    monkeypatch.chdir(pretrained_run)  # a python: model's file is found from the working directory
+    model = load_model(pretrained_run / "results" / "models" / "python-net.pt")
+    saved = torch.load(assets / "small_net.pt", weights_only=True)
+    assert torch.equal(model.net.features[2].weight, saved["features.2.weight"])
+    model = load_model(pretrained_run / "results" / "models" / "timm-resnet.pt")
+    saved = torch.load(assets / "resnet10t.pt", weights_only=True)
+    assert torch.equal(model.net.layer4[0].bn2.weight, saved["layer4.0.bn2.weight"])
     metadata = json.loads((pretrained_run / "results" / "models" / "alexnet-places.json").read_text())
     assert metadata["weights"].endswith("alexnet_places365.pth.tar") and len(metadata["weights_sha256"]) == 64
 
 
 def test_class_count_that_does_not_match_the_data_is_named(tmp_path, assets):
-    config = study_config(assets)
-    config["pretrained"]["resnet18-random"]["num_classes"] = 5
+    config = study_config(assets, tmp_path)
+    config["pretrained"]["timm-resnet"]["num_classes"] = 5
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake(tmp_path, "results/models/resnet18-random.pt")
+    result = snakemake(tmp_path, "results/models/timm-resnet.pt")
     assert result.returncode != 0
-    assert "pretrained.resnet18-random.num_classes is 5" in (result.stdout + result.stderr)
-    assert not (tmp_path / "results" / "models" / "resnet18-random.pt").exists()
+    assert "pretrained.timm-resnet.num_classes is 5" in (result.stdout + result.stderr)
+    assert not (tmp_path / "results" / "models" / "timm-resnet.pt").exists()
+
+
+def dry_run(workdir: Path, *args: str) -> set[tuple[str, str]]:
+    result = snakemake(workdir, "-n", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return planned_jobs(result.stdout + result.stderr)
+
+
+def test_editing_the_python_model_file_reruns_exactly_that_models_jobs(pretrained_run):
+    mine = {job for job in dry_run(pretrained_run, "--forceall") if "python-net" in job[1]}
+    file = pretrained_run / PYTHON_MODEL
+    original = file.read_text()
+    try:
+        file.write_text(original + "\n# a comment changes no behaviour\n")
+        assert dry_run(pretrained_run) == set()
+        file.write_text(original.replace("(x - 0.5) / 0.25", "(x - 0.5) / 0.3"))
+        planned = dry_run(pretrained_run)
+    finally:
+        file.write_text(original)
+    # every job of the python model, and the summaries and figures over the whole study
+    assert {job for job in planned if "python-net" in job[1]} == mine
+    assert {rule for rule, output in planned - mine} == STUDY_LEVEL_RULES
+    assert dry_run(pretrained_run) == set()
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: c["pretrained"]["resnet18-random"].update(layers=["layer9"]), "unknown layer 'layer9'"),
+        (lambda c: c["pretrained"]["alexnet-places"].update(layers=["conv9"]), "unknown layer 'conv9'"),
+        (
+            lambda c: c["pretrained"]["timm-resnet"].pop("units"),
+            "pretrained.timm-resnet.units.layer4: missing",
+        ),
+        (
+            lambda c: c["pretrained"]["python-net"].update(arch=f"python:{PYTHON_MODEL}:make"),
+            f"{PYTHON_MODEL} defines no 'make' at its top level (it defines: SmallNet, build)",
+        ),
         (lambda c: c.update(variants={"baseline": {"dropout": 0.5, "batchnorm": False}}), "variants:"),
         (lambda c: c["data"].update(images=None), "data.images: required"),
     ],
-    ids=["unknown-layer", "training-on-images", "no-image-sets"],
+    ids=[
+        "unknown-layer",
+        "timm-without-units",
+        "python-callable-not-found",
+        "training-on-images",
+        "no-image-sets",
+    ],
 )
 def test_bad_pretrained_configs_are_named_before_any_job(tmp_path, assets, edit, message):
-    config = study_config(assets)
+    config = study_config(assets, tmp_path)
     edit(config)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n")

@@ -46,7 +46,7 @@ def network_effects_figure(statistics: pd.DataFrame, statistic: str = "specifici
                     ax.errorbar(
                         x,
                         value,
-                        yerr=[value - low, high - value],
+                        yerr=np.clip([value - low, high - value], 0, None),  # see study_figures
                         fmt="o",
                         color=colour,
                         ms=3.5,

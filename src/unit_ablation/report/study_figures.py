@@ -161,7 +161,8 @@ def comparison_figure(
                                 ax_rho.errorbar(
                                     x + offset,
                                     rho,
-                                    yerr=[[rho - low], [high - rho]],
+                                    yerr=[[max(rho - low, 0.0)], [max(high - rho, 0.0)]],  # a percentile
+                                    # bootstrap interval need not contain the estimate
                                     fmt="none",
                                     ecolor="black",
                                     elinewidth=0.8,

@@ -244,3 +244,59 @@ def test_weights_images_and_concepts_inputs():
 def test_name_pattern_matches_exactly_the_names():
     assert name_pattern(["vgg16-bn", "a.b"]) == r"vgg16\-bn|a\.b"
     assert name_pattern([]) == "(?!)"
+
+
+def own_models(config: dict) -> None:
+    """Image data with a python: image set and two python: models of two files, and a timm model."""
+    pretrained(config)
+    config["data"]["images"]["heldout"] = {"python": "sets.py:heldout"}
+    config["pretrained"] = {
+        name: {"arch": arch, "num_classes": 3, "weights": None, "layers": ["body.2"], "units": {"body.2": 40}}
+        for name, arch in (
+            ("one", "python:nets/one.py:build"),
+            ("two", "python:nets/two.py:build"),
+            ("other", "timm:resnet10t"),
+            ("tv", "torchvision:alexnet"),
+        )
+    }
+    config["pretrained"]["tv"].update(layers=["conv5"], units={}, weights="torchvision:IMAGENET1K_V1")
+    config["cumulative"]["layers"] = []
+
+
+def test_python_model_and_data_set_files_join_the_code_hashes_of_their_jobs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # python: files are relative to the working directory
+    (tmp_path / "nets").mkdir()
+    for name in ("one", "two"):
+        (tmp_path / "nets" / f"{name}.py").write_text("def build(num_classes):\n    return None\n")
+    (tmp_path / "sets.py").write_text("def heldout():\n    return None\n")
+
+    def hashes() -> tuple[dict[str, str], dict[str, str]]:
+        plan = study(own_models)
+        per_model = plan.code("extract.py")
+        decode = plan.decode_code()
+        return (
+            {model: per_model(Wildcards(model=model)) for model in plan.pretrained},
+            {split: decode(Wildcards(split=split)) for split in ("test", "heldout")},
+        )
+
+    models, splits = hashes()
+    assert len(set(models.values())) == 4  # each python file, timm and torchvision apart
+    assert splits["test"] == stage_code_hash(PROJECT_ROOT / "scripts" / "decode_images.py", PACKAGE)
+    assert splits["heldout"] != splits["test"]
+    (tmp_path / "nets" / "one.py").write_text("def build(num_classes):\n    # a comment\n    return None\n")
+    assert hashes() == (models, splits)  # comments and layout change nothing
+    (tmp_path / "nets" / "one.py").write_text("def build(num_classes):\n    return 1\n")
+    edited, _ = hashes()
+    assert {model for model in models if edited[model] != models[model]} == {"one"}
+    (tmp_path / "sets.py").write_text("def heldout():\n    return 1\n")
+    _, edited_splits = hashes()
+    assert edited_splits["heldout"] != splits["heldout"] and edited_splits["test"] == splits["test"]
+
+
+def test_own_models_plan_from_their_units_and_their_arch_kinds(tmp_path):
+    plan = study(own_models)
+    assert plan.model_arch("one") == "python" and plan.model_arch("other") == "timm"
+    assert plan.model_arch("tv") == "torchvision" and plan.model_files("one") == ["nets/one.py"]
+    assert plan.chunks("other", "body.2") == ["0-39"] and plan.layer_unit_counts("tv") == {"conv5": 256}
+    assert plan.weights_file("tv") == "resources/weights/alexnet.IMAGENET1K_V1.pth"
+    assert plan.image_set_files("heldout") == ["sets.py"] and plan.image_set_files("test") == []
