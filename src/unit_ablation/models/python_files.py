@@ -15,7 +15,8 @@ _MODULES: dict[tuple[str, int, int], ModuleType] = {}
 
 
 def import_python_file(path: str | Path, what: str) -> ModuleType:
-    """Import the file (once per version of it); FileNotFoundError or ImportError naming `what`."""
+    """Import the file (once per version of it); FileNotFoundError or ImportError naming `what`.
+    Its folder joins the end of `sys.path`, so that modules beside it can be imported."""
     file = Path(path).resolve()
     if not file.is_file():
         raise FileNotFoundError(f"{what}: {path} does not exist (relative paths: from {Path.cwd()})")
@@ -29,6 +30,8 @@ def import_python_file(path: str | Path, what: str) -> ModuleType:
         raise ImportError(f"{what}: cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    if str(file.parent) not in sys.path:
+        sys.path.append(str(file.parent))  # modules beside the file import, as beside a script
     try:
         spec.loader.exec_module(module)
     except Exception as error:

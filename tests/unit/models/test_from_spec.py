@@ -222,3 +222,13 @@ def test_the_user_file_runs_once_per_version(workdir):
     build_from_spec("python:counted.py:build", 3)
     build_from_spec("python:counted.py:build", 3)
     assert builtins.COUNT == before + 1
+
+
+def test_modules_beside_the_file_can_be_imported(workdir):
+    (workdir / "nets" / "helper_blocks.py").write_text("from torch import nn\nWIDTH = 5\nBlock = nn.Linear\n")
+    (workdir / "nets" / "uses_helper.py").write_text(
+        "from helper_blocks import WIDTH, Block\n\n\ndef build(num_classes):\n"
+        "    return Block(WIDTH, num_classes)\n"
+    )
+    model = build_from_spec("python:nets/uses_helper.py:build", 3)
+    assert model.net.in_features == 5
