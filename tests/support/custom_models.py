@@ -85,3 +85,16 @@ def calibrated(model: nn.Module, images: np.ndarray, seed: int = 0) -> nn.Module
         last.weight.div_(std[:, None])
         last.bias.copy_((last.bias - mean) / std)
     return model
+
+
+class SharedReLU(nn.Module):
+    """One ReLU module called twice per forward: its output is no single ablation point."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4 * 24 * 24, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.relu(self.conv2(self.relu(self.conv1(x)))), 1))

@@ -16,7 +16,7 @@ from unit_ablation.engine.driver import ablate_units
 from unit_ablation.engine.naive import ablate_naive
 from unit_ablation.engine.options import AblationOptions
 
-from support.custom_models import CLASSES, BatchBranch, PerImageBranch, ResidualNet, calibrated
+from support.custom_models import CLASSES, BatchBranch, PerImageBranch, ResidualNet, SharedReLU, calibrated
 from support.exactness import COUNT_ARRAYS
 from support.synthetic import synthetic_images
 
@@ -159,6 +159,8 @@ def test_bad_inputs_are_named(data) -> None:
         ua.ablate(model, "block2", bad_labels)
     with pytest.raises(TypeError, match=r"torch Dataset or DataLoader"):
         ua.ablate(model, "block2", images)
+    with pytest.raises(ValueError, match=r"called 2 times"):
+        ua.ablate(SharedReLU(), "relu", dataset)
 
 
 def test_import_stays_light() -> None:
@@ -174,3 +176,41 @@ def test_import_stays_light() -> None:
     )
     with warnings.catch_warnings():
         assert callable(ua.ablate)
+
+
+def test_mean_ablation_takes_its_means_from_mean_data(data) -> None:
+    images, labels = data
+    model = calibrated(ResidualNet(), images)
+    evaluated, other = images[:100], images[100:] // 4  # darker images: other means
+    dataset = TensorDataset(torch.from_numpy(to_float(evaluated)), torch.from_numpy(labels[:100]))
+    mean_data = TensorDataset(torch.from_numpy(to_float(other)), torch.from_numpy(labels[100:]))
+    result = ua.ablate(model, "block1.relu1", dataset, value="mean", mean_data=mean_data, batch_size=50)
+    options = AblationOptions(value="mean", batch_size=50)
+    reference = ablate_naive(
+        model,
+        "block1.relu1",
+        evaluated,
+        labels[:100],
+        list(range(12)),
+        CLASSES,
+        options=options,
+        mean_images=other,
+    )
+    assert_same_counts(result, reference)
+    own_means = ua.ablate(model, "block1.relu1", dataset, value="mean", batch_size=50)
+    assert not np.array_equal(own_means.counts.broken, result.counts.broken)  # the means matter
+
+
+@pytest.mark.parametrize("model_class", [ResidualNet, PerImageBranch])
+def test_every_device_gives_the_cpu_counts(data, compute_device, model_class) -> None:
+    """On CUDA (where there is one) the engine and the fallback give the CPU's naive counts."""
+    images, labels = data
+    model = calibrated(model_class(), images)
+    layer = "block2" if model_class is ResidualNet else "relu"
+    dataset = TensorDataset(torch.from_numpy(to_float(images)), torch.from_numpy(labels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ua.FallbackWarning)
+        result = ua.ablate(model, layer, dataset, device=compute_device, batch_size=40)
+    assert next(model.parameters()).device.type == "cpu"  # the model is back where it was
+    units = 12 if model_class is ResidualNet else 8
+    assert_same_counts(result, naive(model, layer, images, labels, units, batch_size=40))
