@@ -83,6 +83,8 @@ def trace(net: nn.Module) -> fx.Graph:
 
 def producer(net: nn.Module, path: str) -> tuple[nn.Module, nn.BatchNorm1d | nn.BatchNorm2d | None]:
     """The Conv2d or Linear that produces the units of module `path`, and the BatchNorm between them."""
+    if isinstance(net.get_submodule(path), _MIXING):
+        return net.get_submodule(path), None  # no graph needed
     node = layer_output(trace(net), path)
     norm = None
     while True:

@@ -130,11 +130,17 @@ class ModuleClassifier(nn.Module):
 
     def incoming_weight(self, layer: str) -> torch.Tensor:
         """Filters producing the units, (units, in, kh, kw) (`layer_weights.incoming_weight`)."""
-        return layer_weights.incoming_weight(self.net, self.layer_path(layer))
+        try:
+            return layer_weights.incoming_weight(self.net, self.layer_path(layer))
+        except ValueError as error:
+            raise ValueError(f"{self.name}: the incoming weights (l1_in) of {layer!r}: {error}") from error
 
     def outgoing_weight(self, layer: str) -> torch.Tensor:
         """Weights reading the units, (out, units, positions) (`layer_weights.outgoing_weight`)."""
-        return layer_weights.outgoing_weight(self.net, self.layer_path(layer), self.unit_count(layer))
+        try:
+            return layer_weights.outgoing_weight(self.net, self.layer_path(layer), self.unit_count(layer))
+        except ValueError as error:
+            raise ValueError(f"{self.name}: the outgoing weights (l1_out) of {layer!r}: {error}") from error
 
     @torch.no_grad()
     def _measured_channels(self, path: str) -> int:

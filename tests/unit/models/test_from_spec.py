@@ -232,3 +232,25 @@ def test_modules_beside_the_file_can_be_imported(workdir):
     )
     model = build_from_spec("python:nets/uses_helper.py:build", 3)
     assert model.net.in_features == 5
+
+
+def test_weights_of_a_model_fx_cannot_trace_are_refused_with_the_reason(workdir):
+    (workdir / "branchy.py").write_text(
+        "from torch import nn\n\n\nclass Branchy(nn.Module):\n"
+        "    def __init__(self, num_classes):\n"
+        "        super().__init__()\n"
+        "        self.conv, self.act, self.fc = nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Linear(4, num_classes)\n\n"
+        "    def forward(self, x):\n"
+        "        x = self.act(self.conv(x))\n"
+        "        x = x * 2 if x.sum() > 0 else x\n"
+        "        return self.fc(x.mean((2, 3)))\n"
+    )
+    model = build_from_spec("python:branchy.py:Branchy", 3, input_size=(3, 8, 8))
+    assert model.unit_count("act") == 4  # counted with a forward hook, no tracing
+    assert torch.equal(model.incoming_weight("conv"), model.net.conv.weight)  # the layer's own weights
+    with pytest.raises(
+        ValueError, match=r"Branchy: the incoming weights \(l1_in\) of 'act': .*cannot be traced"
+    ):
+        model.incoming_weight("act")
+    with pytest.raises(ValueError, match=r"the outgoing weights \(l1_out\) of 'conv': .*cannot be traced"):
+        model.outgoing_weight("conv")
