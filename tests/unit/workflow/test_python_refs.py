@@ -170,13 +170,16 @@ def test_a_python_image_set_leaves_the_class_count_to_the_jobs(workdir):
 
 
 def test_the_checks_import_no_torch_and_run_no_user_code(workdir):
-    config = study(mine=model("python:nets/net.py:build", layers=["features.3"], units={"features.3": 12}))
+    config = study(
+        mine=model("python:nets/net.py:build", layers=["features.3"], units={"features.3": 12}),
+        other=model("timm:resnet10t", units={"layer4": 512}),
+    )
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     code = (
         "import sys, yaml\nfrom unit_ablation.workflow.config_check import check_config\n"
         f"check_config(yaml.safe_load(open('config.yaml')), {str(SCHEMA_PATH)!r})\n"
-        "print('torch' in sys.modules)"
+        "print('torch' in sys.modules, 'timm' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "False False"
