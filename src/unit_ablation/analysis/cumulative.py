@@ -21,7 +21,7 @@ from torch import nn
 
 from unit_ablation.analysis.damage import balanced_class_accuracy
 from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
-from unit_ablation.engine.hooked import edited_logits
+from unit_ablation.engine.layer_hooks import edited_logits
 from unit_ablation.runtime.device import image_batches
 from unit_ablation.runtime.progress import Progress
 

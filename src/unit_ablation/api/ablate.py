@@ -28,7 +28,8 @@ from unit_ablation.engine.basis import basis_matrix
 from unit_ablation.engine.counts import AblationCounts, CountTotals
 from unit_ablation.engine.driver import count_batches
 from unit_ablation.engine.graph_split import resolve_layer
-from unit_ablation.engine.hooked import HOOKED_PLAN, HookedEngine, layer_output
+from unit_ablation.engine.hooked import HOOKED_PLAN, HookedEngine
+from unit_ablation.engine.layer_hooks import layer_output
 from unit_ablation.engine.selection import EngineChoice, choose_engine
 from unit_ablation.engine.values import coordinate_means
 from unit_ablation.files.writing import write_tsv

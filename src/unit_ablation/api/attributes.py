@@ -17,7 +17,7 @@ from unit_ablation.api.inputs import Data, batches, evaluated, resolve_device
 from unit_ablation.engine.activations import STATISTICS, image_statistics
 from unit_ablation.engine.basis import basis_matrix
 from unit_ablation.engine.graph_split import resolve_layer
-from unit_ablation.engine.hooked import output_and_logits
+from unit_ablation.engine.layer_hooks import output_and_logits
 from unit_ablation.files.writing import write_tsv
 from unit_ablation.spec.layer_spec import LayerSpec
 

@@ -13,7 +13,7 @@ from unit_ablation.api.ablate import AblationResult, choose_class_names
 from unit_ablation.api.inputs import Data, batches, evaluated, first_batch, resolve_device
 from unit_ablation.data.halves import evaluation_halves
 from unit_ablation.engine.graph_split import resolve_layer
-from unit_ablation.engine.hooked import layer_output
+from unit_ablation.engine.layer_hooks import layer_output
 from unit_ablation.engine.values import coordinate_means
 from unit_ablation.spec.layer_spec import ABLATION_VALUES
 

@@ -13,87 +13,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from unit_ablation.engine.ablation_engine import memory_budget_bytes
 from unit_ablation.engine.head_replay import ablate_directions
+from unit_ablation.engine.layer_hooks import logits_of, tensor_output
 
 log = logging.getLogger(__name__)
 
 HOOKED_PLAN = "hooks"  # the plan name the counts and tables record
-
-
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the layer's output is known."""
-
-
-def _tensor_output(output: object, layer: str) -> torch.Tensor:
-    if not isinstance(output, torch.Tensor):
-        raise TypeError(
-            f"layer {layer!r} outputs {type(output).__name__}, not a tensor: choose a module whose output "
-            "is one tensor (units are its channels, dim 1)"
-        )
-    return output
-
-
-@torch.no_grad()
-def layer_output(model: nn.Module, module: nn.Module, x: torch.Tensor, layer: str = "") -> torch.Tensor:
-    """The module's output for a batch of images; the forward pass stops there."""
-    captured: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-        captured.append(_tensor_output(output, layer))
-        raise _Stop
-
-    handle = module.register_forward_hook(hook)
-    try:
-        model(x)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise ValueError(f"layer {layer!r} is not called in the model's forward pass")
-    return captured[0]
-
-
-@torch.no_grad()
-def output_and_logits(
-    model: nn.Module, module: nn.Module, x: torch.Tensor, layer: str = ""
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The module's output (a copy: in-place ops after it would overwrite it) and the logits."""
-    captured: list[torch.Tensor] = []
-    handle = module.register_forward_hook(
-        lambda _m, _i, out: captured.append(_tensor_output(out, layer).clone())
-    )
-    try:
-        logits = _logits(model(x))
-    finally:
-        handle.remove()
-    if len(captured) != 1:
-        raise ValueError(f"layer {layer!r} is called {len(captured)} times in one forward pass, not once")
-    return captured[0], logits
-
-
-@torch.no_grad()
-def edited_logits(
-    model: nn.Module, module: nn.Module, x: torch.Tensor, edit: Callable[[torch.Tensor], torch.Tensor]
-) -> torch.Tensor:
-    """The logits with the module's output replaced by `edit(output)`."""
-    handle = module.register_forward_hook(lambda _m, _i, out: edit(out))
-    try:
-        return _logits(model(x))
-    finally:
-        handle.remove()
-
-
-def _logits(output: object) -> torch.Tensor:
-    if not isinstance(output, torch.Tensor) or output.dim() != 2:
-        raise TypeError(f"the model must return logits (images x classes), not {type(output).__name__}")
-    return output
 
 
 class HookedEngine:
@@ -133,7 +63,7 @@ class HookedEngine:
 
         def ablate(_module: nn.Module, _inputs: object, output: object) -> torch.Tensor | None:
             calls[0] += 1
-            out = _tensor_output(output, self.layer)
+            out = tensor_output(output, self.layer)
             if units is None:
                 return None
             copies = out.view(len(units), -1, *out.shape[1:])
@@ -145,7 +75,7 @@ class HookedEngine:
         handle = self.module.register_forward_hook(ablate)
         try:
             stacked = x if units is None or len(units) == 1 else x.repeat(len(units), *([1] * (x.dim() - 1)))
-            logits = _logits(self.model(stacked))
+            logits = logits_of(self.model(stacked))
         finally:
             handle.remove()
         if calls[0] != 1:

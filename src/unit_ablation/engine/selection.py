@@ -11,7 +11,8 @@ from torch import nn
 
 from unit_ablation.engine.ablation_engine import AblationEngine
 from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk
-from unit_ablation.engine.hooked import HookedEngine, layer_output
+from unit_ablation.engine.hooked import HookedEngine
+from unit_ablation.engine.layer_hooks import layer_output
 
 
 @dataclass

@@ -11,7 +11,7 @@ from torch import nn
 from unit_ablation.data.dataset import to_float
 from unit_ablation.engine.basis import to_basis
 from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
-from unit_ablation.engine.hooked import layer_output
+from unit_ablation.engine.layer_hooks import layer_output
 from unit_ablation.runtime.device import (
     image_batches,
     set_precision,

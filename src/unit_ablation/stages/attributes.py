@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from unit_ablation.analysis.attributes import load_activations, unit_attributes
 from unit_ablation.files.safe_load import CorruptFileError
@@ -14,6 +15,17 @@ from unit_ablation.models.checkpoint import check_num_classes, load_model
 from unit_ablation.spec.layer_spec import parse_layer_spec
 
 log = logging.getLogger(__name__)
+
+
+def layer_weight(model: torch.nn.Module, method: str, layer_spec: str) -> np.ndarray | None:
+    """`model.incoming_weight(layer)` or `outgoing_weight(layer)` as float64; None (the L1 column
+    is then NaN, with a warning) where the model's structure does not determine them: a model
+    torch.fx cannot trace, or a layer that feeds the logits directly."""
+    try:
+        return getattr(model, method)(parse_layer_spec(layer_spec).layer).detach().numpy().astype(np.float64)
+    except ValueError as error:
+        log.warning("%s: no %s (%s): its L1 norm is NaN", layer_spec, method.replace("_", " "), error)
+        return None
 
 
 def attributes_to_files(
@@ -41,8 +53,8 @@ def attributes_to_files(
         logits=data["attr_logits"].astype(np.float64),
         labels=data["attr_labels"],
         class_names=[str(name) for name in data["class_names"]],
-        weight_in=model.incoming_weight(spec.layer).detach().numpy().astype(np.float64),
-        weight_out=model.outgoing_weight(spec.layer).detach().numpy().astype(np.float64),
+        weight_in=layer_weight(model, "incoming_weight", layer_spec),
+        weight_out=layer_weight(model, "outgoing_weight", layer_spec),
         rotation=data.get("rotation"),
         minimum=data["attr_min"].astype(np.float64),
     )

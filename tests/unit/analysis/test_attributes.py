@@ -227,3 +227,19 @@ def test_outgoing_l1_folds_the_next_layers_batchnorm():
     expected = (np.abs(raw) * np.abs(scale)[:, None, None, None]).sum(axis=(0, 2, 3))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert not np.allclose(got, np.abs(raw).sum(axis=(0, 2, 3)), rtol=1e-3)  # the fold matters
+
+
+def test_the_attribute_stage_leaves_a_weight_norm_nan_where_the_model_gives_no_weights(caplog):
+    from unit_ablation.stages.attributes import layer_weight
+
+    class Untraceable(torch.nn.Module):
+        def incoming_weight(self, layer: str) -> torch.Tensor:
+            raise ValueError(f"cannot trace the model to find what produces {layer}")
+
+        def outgoing_weight(self, layer: str) -> torch.Tensor:
+            return torch.ones(3, 2, 4)
+
+    assert layer_weight(Untraceable(), "incoming_weight", "features.3@rot1") is None
+    assert "features.3@rot1: no incoming weight (cannot trace" in caplog.text
+    weight = layer_weight(Untraceable(), "outgoing_weight", "features.3@rot1")
+    assert weight.dtype == np.float64 and weight.shape == (3, 2, 4)
