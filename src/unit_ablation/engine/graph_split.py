@@ -9,7 +9,9 @@ torchvision's AlexNet, VGG and ResNet.
 from __future__ import annotations
 
 import difflib
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import fx, nn
@@ -29,6 +31,17 @@ class _StopAt(fx.Tracer):
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
         return qualified_name == self.leaf or super().is_leaf_module(module, qualified_name)
+
+
+def _where(error: BaseException) -> str:
+    """ " at FILE:LINE": the last frame of the failed trace outside torch (the model's own code)."""
+    torch_dir = Path(torch.__file__).parent
+    found = ""
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        path = Path(frame.f_code.co_filename)
+        if not path.is_relative_to(torch_dir) and path != Path(__file__):
+            found = f" at {path.name}:{line}"
+    return found
 
 
 def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
@@ -149,7 +162,7 @@ def split_model(model: nn.Module, layer: str) -> SplitModel:
     except Exception as error:  # fx raises TraceError, TypeError, NotImplementedError, ...
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise TraceFailed(
-            f"torch.fx cannot trace {type(model).__name__} ({type(error).__name__}: {reason})"
+            f"torch.fx cannot trace {type(model).__name__}{_where(error)} ({type(error).__name__}: {reason})"
         ) from error
     nodes = list(graph.nodes)
     points = [n for n in nodes if n.op == "call_module" and n.target == path]

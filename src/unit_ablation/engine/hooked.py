@@ -6,7 +6,8 @@ no trunk to run once and no head to replay. `HookedEngine` runs the whole model 
 per forward, or K units per forward (the image batch stacked K times, copy k ablating unit k)
 where a check on the first batch shows that stacking gives the same logits, bit for bit, as one
 forward per unit. A model whose output for an image depends on the other images of the batch
-(batch statistics in its control flow) fails that check and keeps one unit per forward.
+(batch statistics in its control flow) fails that check and keeps one unit per forward, as does
+one whose kernels round differently at the larger batch size.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class HookedEngine:
             return wanted
         self.stacking_note = (
             "one unit per forward (stacked copies gave other logits than single forwards on the first "
-            "batch: the output for an image depends on the rest of the batch)"
+            "batch: the batch size changes the model's rounding, or an image's output depends on the batch)"
         )
         return 1
 
