@@ -179,28 +179,42 @@ def decode_to_cache(
             _decode_in_pool(tasks, workers, start_method, progress)
         np.save(tmp / LABELS_FILE, images.labels)
         (tmp / SOURCES_FILE).write_text("".join(f"{name}\n" for name in relative), encoding="utf-8")
-        meta = {
-            "format_version": CACHE_FORMAT_VERSION,
-            "count": count,
-            "shape": [count, CHANNELS, crop, crop],
-            "dtype": "uint8",
-            "resize": resize,
-            "crop": crop,
-            "interpolation": "bilinear",
-            "class_names": list(images.class_names),
-            "checksum": checksum,
-            "source_root": str(root),
-            "pillow_version": PIL.__version__,
-            "torchvision_version": _torchvision_version(),
-        }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the cache normal permissions
-        _replace_folder(tmp, output_dir)
+        publish_cache(tmp, output_dir, count, crop, resize, images.class_names, checksum, str(root))
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote image cache %s (%d images, checksum %s)", output_dir, count, checksum[:16])
     return output_dir
+
+
+def publish_cache(
+    tmp: Path,
+    output_dir: Path,
+    count: int,
+    crop: int,
+    resize: int,
+    class_names: Sequence[str],
+    checksum: str,
+    source: str,
+) -> None:
+    """Write the metadata of `count` images decoded into the folder `tmp`, then make it `output_dir`."""
+    meta = {
+        "format_version": CACHE_FORMAT_VERSION,
+        "count": count,
+        "shape": [count, CHANNELS, crop, crop],
+        "dtype": "uint8",
+        "resize": resize,
+        "crop": crop,
+        "interpolation": "bilinear",
+        "class_names": list(class_names),
+        "checksum": checksum,
+        "source_root": source,
+        "pillow_version": PIL.__version__,
+        "torchvision_version": _torchvision_version(),
+    }
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the cache normal permissions
+    _replace_folder(tmp, output_dir)
 
 
 def _allocate(path: Path, size: int) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL
 from PIL import Image
 
 from unit_ablation.data.image_cache import (
@@ -29,16 +27,9 @@ from unit_ablation.data.image_cache import (
     CHANNELS,
     IMAGES_FILE,
     LABELS_FILE,
-    META_FILE,
     SOURCES_FILE,
 )
-from unit_ablation.data.image_decode import (
-    _allocate,
-    _replace_folder,
-    _torchvision_version,
-    _umask,
-    preprocess,
-)
+from unit_ablation.data.image_decode import _allocate, preprocess, publish_cache
 from unit_ablation.models.python_files import python_callable
 from unit_ablation.runtime.progress import Progress
 from unit_ablation.spec.arch_spec import parse_python_ref
@@ -171,23 +162,7 @@ def decode_python_dataset(reference: str, key: str, output_dir: str | Path, resi
         (tmp / SOURCES_FILE).write_text(
             "".join(f"{reference}[{i}]\n" for i in range(count)), encoding="utf-8"
         )
-        meta = {
-            "format_version": CACHE_FORMAT_VERSION,
-            "count": count,
-            "shape": [count, CHANNELS, crop, crop],
-            "dtype": "uint8",
-            "resize": resize,
-            "crop": crop,
-            "interpolation": "bilinear",
-            "class_names": list(names),
-            "checksum": digest.hexdigest(),
-            "source_root": reference,
-            "pillow_version": PIL.__version__,
-            "torchvision_version": _torchvision_version(),
-        }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
-        _replace_folder(tmp, output_dir)
+        publish_cache(tmp, output_dir, count, crop, resize, names, digest.hexdigest(), reference)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

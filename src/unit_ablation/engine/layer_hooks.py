@@ -78,3 +78,24 @@ def logits_of(output: object) -> torch.Tensor:
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         raise TypeError(f"the model must return logits (images x classes), not {type(output).__name__}")
     return output
+
+
+@torch.no_grad()
+def output_channels(model: nn.Module, module: nn.Module, example: torch.Tensor, what: str) -> int:
+    """Channels (dim 1) of the module's output when the model, in eval mode, reads `example`;
+    `what` names the layer in the errors. The model's training flags are kept."""
+    captured: list[object] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()  # a forward in training mode would update BatchNorm statistics
+        model(example)
+    finally:
+        handle.remove()
+        for m, training in modes:
+            m.training = training
+    if len(captured) != 1:
+        raise ValueError(f"{what} runs {len(captured)} times in forward, not once")
+    if not isinstance(captured[0], torch.Tensor) or captured[0].dim() < 2:
+        raise ValueError(f"{what} does not output an N x C x ... tensor")
+    return int(captured[0].shape[1])

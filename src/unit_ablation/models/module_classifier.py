@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unit_ablation.engine.layer_hooks import output_channels
 from unit_ablation.models import layer_weights
 from unit_ablation.models.normalize import Normalize
 from unit_ablation.models.python_files import python_callable
@@ -142,23 +143,11 @@ class ModuleClassifier(nn.Module):
         except ValueError as error:
             raise ValueError(f"{self.name}: the outgoing weights (l1_out) of {layer!r}: {error}") from error
 
-    @torch.no_grad()
     def _measured_channels(self, path: str) -> int:
-        captured: list[Any] = []
-        handle = self.net.get_submodule(path).register_forward_hook(lambda _m, _i, out: captured.append(out))
-        training = self.training
-        try:
-            self.eval()  # a forward in training mode would update BatchNorm statistics
-            device = next(self.parameters()).device
-            self(torch.zeros(1, *self.config["input_size"], device=device))
-        finally:
-            handle.remove()
-            self.train(training)
-        if len(captured) != 1:
-            raise ValueError(f"layer {path!r} of {self.name} runs {len(captured)} times in forward, not once")
-        if not isinstance(captured[0], torch.Tensor) or captured[0].dim() < 2:
-            raise ValueError(f"layer {path!r} of {self.name} does not output an N x C x ... tensor")
-        return int(captured[0].shape[1])
+        """Channels of a module's output, from one forward pass on a blank image."""
+        device = next(self.parameters()).device
+        example = torch.zeros(1, *self.config["input_size"], device=device)
+        return output_channels(self, self.net.get_submodule(path), example, f"layer {path!r} of {self.name}")
 
 
 def model_from_config(config: Mapping[str, Any]) -> ModuleClassifier:

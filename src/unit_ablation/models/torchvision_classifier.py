@@ -17,6 +17,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from unit_ablation.engine.layer_hooks import output_channels
 from unit_ablation.models.normalize import Normalize
 from unit_ablation.models.weights_file import load_state_dict_file
 from unit_ablation.spec.zoo_layers import (
@@ -333,25 +334,11 @@ class TorchvisionClassifier(nn.Module):
                     return (conv, bn), [(following, block.get_submodule(f"bn{n + 1}"))]
         return None, []
 
-    @torch.no_grad()
     def _measured_channels(self, path: str) -> int:
-        """Channels of a module's output, from one forward pass on a blank crop-sized image."""
-        captured: list[torch.Tensor] = []
-        module = self.net.get_submodule(path)
-        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
-        training = self.training
-        try:
-            self.eval()  # a forward in training mode would update BatchNorm statistics
-            device = next(self.parameters()).device
-            self(torch.zeros(1, 3, self.config["crop"], self.config["crop"], device=device))
-        finally:
-            handle.remove()
-            self.train(training)
-        if len(captured) != 1:
-            raise ValueError(f"layer {path!r} of {self.name} runs {len(captured)} times in forward, not once")
-        if not isinstance(captured[0], torch.Tensor) or captured[0].dim() < 2:
-            raise ValueError(f"layer {path!r} of {self.name} does not output an N x C x ... tensor")
-        return captured[0].shape[1]
+        """Channels of a module's output, from one forward pass on a blank image."""
+        device = next(self.parameters()).device
+        example = torch.zeros(1, 3, self.config["crop"], self.config["crop"], device=device)
+        return output_channels(self, self.net.get_submodule(path), example, f"layer {path!r} of {self.name}")
 
 
 # --- weights ------------------------------------------------------------------------------
