@@ -2,6 +2,7 @@
 
     python -m unit_ablation.bench                      # default model, conv5, 10k test images
     python -m unit_ablation.bench --model resnet18     # ResNet-18-style last stage (closed form)
+    python -m unit_ablation.bench --vs captum --images 2000   # Captum against ua.ablate (captum_bench)
 
 Both run on the same model, images and units. The naive reference is timed on a subset of units
 and scaled per unit; the engine ablates every unit of the layer. The counts of the subset must
@@ -29,6 +30,7 @@ from unit_ablation.engine.naive import ablate_naive
 from unit_ablation.engine.options import AblationOptions
 from unit_ablation.models.checkpoint import load_model
 from unit_ablation.models.fashion_alexnet import build_model
+from unit_ablation.tools import captum_bench
 
 DEFAULT_CHECKPOINT = Path("results/models/fmnist-alexnet-baseline-s0.pt")
 DEFAULT_DATASET = Path("results/data/fashion-mnist.npz")
@@ -151,7 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", choices=["fmnist", "resnet18"], default="fmnist")
+    parser.add_argument(
+        "--vs", choices=["naive", "captum"], default="naive", help="what the engine is timed against"
+    )
+    parser.add_argument(
+        "--model",
+        choices=["fmnist", "resnet18", "alexnet"],
+        default="fmnist",
+        help="alexnet: --vs captum only",
+    )
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="fmnist model checkpoint")
     parser.add_argument("--dataset", default=str(DEFAULT_DATASET), help="prepared Fashion-MNIST .npz")
     parser.add_argument("--layer", default="conv5", help="fmnist layer (resnet18 always uses layer4)")
@@ -159,11 +169,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-units", type=int, default=4, help="units timed with the naive reference")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--output", default="results/bench.json")
+    parser.add_argument(
+        "--output", help="JSON file (default results/bench.json, --vs captum: results/bench-captum.json)"
+    )
+    captum_bench.add_arguments(parser)
     args = parser.parse_args(argv)
-    result = run_benchmark(args)
-    for key, value in result.items():
-        print(f"{key:>22}: {value}")
+    if args.vs == "captum":
+        result = captum_bench.run_captum_benchmark(args)
+        captum_bench.print_summary(result)
+        args.output = args.output or "results/bench-captum.json"
+    else:
+        if args.model == "alexnet":
+            parser.error("--model alexnet is only benchmarked with --vs captum")
+        result = run_benchmark(args)
+        for key, value in result.items():
+            print(f"{key:>22}: {value}")
+        args.output = args.output or "results/bench.json"
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["identical"] else 1
