@@ -251,7 +251,9 @@ def test_whole_workflow_runs_on_torchvision_timm_and_python_models(pretrained_ru
     python_units = pd.read_csv(results / "python-net" / "ablation" / "features.3.units.tsv", sep="\t")
     assert set(python_units.plan) == {"hooks"} and python_units.overall_drop.abs().sum() > 0
     ablate_logs = (results / "logs" / "ablate" / "python-net").rglob("*.log")
-    assert any("torch.fx cannot trace ModuleClassifier at small_net.py:" in path.read_text() for path in ablate_logs)
+    assert any(
+        "torch.fx cannot trace ModuleClassifier at small_net.py:" in path.read_text() for path in ablate_logs
+    )
     log = (results / "logs" / "decode_images" / "test.log").read_text()
     assert "18" in log  # the progress lines count the decoded images
     timm_meta = json.loads((results / "models" / "timm-resnet.json").read_text())["architecture"]

@@ -132,7 +132,7 @@ def ablate_units(
         model, layer, images, rotation, options.value, options.batch_size, options.device, mean_images,
         options.precision,
     )  # fmt: skip
-    engine = _engine(model, layer, q, options, images[: options.batch_size], device)
+    engine = _engine(model, layer, q, options, images[:16], device)
     labels = np.asarray(labels)
     totals = CountTotals(len(units), num_classes, device)
     done = 0
