@@ -27,6 +27,7 @@ from torch.utils.data import TensorDataset
 from unit_ablation.data.dataset import to_float
 from unit_ablation.data.loading import load_dataset
 from unit_ablation.engine.graph_split import resolve_layer
+from unit_ablation.tools.bench_inputs import load_inputs
 
 # the last conv layer's output (post-ReLU for AlexNet) of the torchvision models, in the wrapper
 TORCHVISION_LAYERS = {"alexnet": "net.features.11", "resnet18": "net.layer4"}
@@ -69,8 +70,6 @@ def torchvision_model(arch: str, size: int, calibration: np.ndarray, num_classes
 
 def load_case(args: argparse.Namespace) -> tuple[nn.Module, str, np.ndarray, np.ndarray, str]:
     """Model, layer, test images and labels, and the model's description."""
-    from unit_ablation.tools.bench import load_inputs  # the built-in model as the naive benchmark loads it
-
     if args.model not in TORCHVISION_LAYERS:
         return load_inputs(args)
     dataset_path = Path(args.dataset)
