@@ -39,9 +39,6 @@ from unit_ablation.spec.layer_spec import ABLATION_VALUES, LayerSpec
 log = logging.getLogger(__name__)
 
 
-CHECK_IMAGES = 16  # images on which the traced split must reproduce the model's logits
-
-
 class FallbackWarning(UserWarning):
     """The model could not be split by torch.fx: units are ablated by the exact, slower hook path."""
 
@@ -183,9 +180,7 @@ def ablate(
         chosen = check_units(units, example.shape[1], layer)
         rotation = basis_matrix(example.shape[1], rotation_seed)
         q = None if rotation is None else torch.from_numpy(rotation).float().to(torch_device)
-        # the traced split is checked against the model on a few images: two forwards of the whole
-        # first batch would cost as much as the closed-form plan's entire run
-        choice = choose_engine(model, layer, q, x[:CHECK_IMAGES], plan, units_per_pass, memory_mb)
+        choice = choose_engine(model, layer, q, x, plan, units_per_pass, memory_mb)
         num_classes = model(x[:1]).shape[1]
         names = choose_class_names(class_names, data, num_classes)
         if value == "mean":

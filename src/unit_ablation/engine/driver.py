@@ -20,7 +20,7 @@ from unit_ablation.engine.resume import (
     PartialCounts,
     ProgressSaver,
 )
-from unit_ablation.engine.selection import choose_engine
+from unit_ablation.engine.selection import CHECK_IMAGES, choose_engine
 from unit_ablation.engine.values import prepare_ablation
 from unit_ablation.runtime.device import device_batch, image_batches
 from unit_ablation.runtime.progress import Progress
@@ -132,7 +132,7 @@ def ablate_units(
         model, layer, images, rotation, options.value, options.batch_size, options.device, mean_images,
         options.precision,
     )  # fmt: skip
-    engine = _engine(model, layer, q, options, images[:16], device)
+    engine = _engine(model, layer, q, options, images[:CHECK_IMAGES], device)
     labels = np.asarray(labels)
     totals = CountTotals(len(units), num_classes, device)
     done = 0

@@ -14,6 +14,10 @@ from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_tru
 from unit_ablation.engine.hooked import HookedEngine
 from unit_ablation.engine.layer_hooks import layer_output
 
+# images on which the traced split must reproduce the model's logits: checking a whole batch
+# would cost two full forward passes of it, as much as the closed-form plan's entire run
+CHECK_IMAGES = 16
+
 
 @dataclass
 class EngineChoice:
@@ -47,11 +51,12 @@ def choose_engine(
     units_per_pass: int | None = None,
     memory_mb: float | None = None,
 ) -> EngineChoice:
-    """The traced engine with its fastest exact plan (or `plan`), checked on the `example` batch;
-    the hook-based engine where torch.fx cannot trace or split the model (the reason is returned)."""
+    """The traced engine with its fastest exact plan (or `plan`), checked on the first images of
+    `example`; the hook-based engine where torch.fx cannot trace or split the model (the reason is
+    returned)."""
     try:
         engine = AblationEngine(model, layer, rotation, plan, units_per_pass, memory_mb)
-        reason = _split_reproduces_model(engine, model, example)
+        reason = _split_reproduces_model(engine, model, example[:CHECK_IMAGES])
     except TraceFailed as error:
         reason = str(error)
     if not reason:
