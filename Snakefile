@@ -47,6 +47,15 @@ report: "report/workflow.rst"
 
 onstart:
     log_ablation_estimates()
+    start_warm_server()
+
+
+onsuccess:
+    stop_warm_server()
+
+
+onerror:
+    stop_warm_server()
 
 
 rule all:

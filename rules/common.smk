@@ -8,6 +8,7 @@ from unit_ablation.spec.layer_spec import (
     LAYER_SPEC_PATTERN,
     parse_layer_spec,
 )
+from unit_ablation.runtime import warm_start
 from unit_ablation.workflow.study import (
     Study,
     attributes_of,
@@ -27,6 +28,28 @@ wildcard_constraints:
     layer_spec=LAYER_SPEC_PATTERN,
     layer=LAYER_PATTERN,
     chunk=r"[0-9]+-[0-9]+",
+
+
+# fewer jobs than this run in their own processes: the server's imports would cost more than they save
+WARM_START_MIN_JOBS = 4
+
+
+def start_warm_server():
+    """Local runs: jobs fork from one process that has imported torch and the other libraries
+    (unit_ablation.runtime.warm_start; UNIT_ABLATION_WARM_START=0 turns it off). The Snakefile's
+    onstart calls it; a project that uses this workflow as a module may call it in its own.
+    """
+    jobs = len(list(workflow.dag.needrun_jobs()))
+    if workflow.non_local_exec or jobs < WARM_START_MIN_JOBS:
+        return
+    uses_torchvision = bool(STUDY.pretrained) or STUDY.source != "fashion-mnist"
+    torchvision = ("torchvision",) if uses_torchvision else ()
+    warm_start.start_server(CHECKOUT / "src", warm_start.DEFAULT_PRELOAD + torchvision)
+
+
+def stop_warm_server():
+    """Stop the server start_warm_server started (onsuccess and onerror)."""
+    warm_start.stop_server()
 
 
 def log_ablation_estimates():

@@ -1,6 +1,9 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")  # importable without installing the package
+from unit_ablation.runtime.warm_start import hand_over
+
+hand_over()  # local runs: the job forks from the run's warm-start server, imports done
 from unit_ablation.engine.options import AblationOptions
 from unit_ablation.stages.ablate import ablate_chunk_to_file
 from unit_ablation.workflow.glue import run_stage

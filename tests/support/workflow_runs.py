@@ -17,7 +17,8 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 WORKFLOW_PARTS = ["Snakefile", "rules", "scripts", "src", "schemas", "envs", "report", "profiles"]
 
 
-# A project that deploys the workflow as a Snakemake module, as snakedeploy does
+# A project that deploys the workflow as a Snakemake module, as snakedeploy does, with the warm-start
+# hooks (only the main Snakefile's hooks run; docs/running.md, Warm start)
 MODULE_SNAKEFILE = f"""\
 configfile: "config.yaml"
 
@@ -30,6 +31,18 @@ module unit_ablation:
 
 
 use rule * from unit_ablation
+
+
+onstart:
+    unit_ablation.start_warm_server()
+
+
+onsuccess:
+    unit_ablation.stop_warm_server()
+
+
+onerror:
+    unit_ablation.stop_warm_server()
 """
 
 

@@ -6,6 +6,11 @@ The session's tiny run (tests/conftest.py) is such a project; these tests check 
 
 from __future__ import annotations
 
+import re
+import shutil
+from collections import Counter
+
+import numpy as np
 import pytest
 
 from support.workflow_runs import MODULE_SNAKEFILE, planned_jobs, snakemake
@@ -33,3 +38,41 @@ def test_the_module_and_the_checkout_see_the_same_jobs(tiny_run):
     direct = snakemake(tiny_run, "-n")
     assert direct.returncode == 0, direct.stderr[-3000:]
     assert planned_jobs(direct.stdout) == set()
+
+
+def test_its_jobs_fork_from_the_warm_start_server(tiny_run):
+    """The project's onstart starts the workflow's warm-start server; the jobs that start after it
+    is ready (all but the first few) run in children of it (runtime/warm_start.py)."""
+    starts = Counter()
+    for log in (tiny_run / "results" / "logs").rglob("*.log"):
+        found = re.search(r" (warm|cold) start: ", log.read_text())
+        if found:
+            starts[found.group(1)] += 1
+    assert sum(starts.values()) > 40
+    assert starts["warm"] > 4 * starts["cold"], starts
+
+
+def test_a_job_started_cold_writes_what_the_warm_one_wrote(tiny_run, tmp_path):
+    """The same counts and tables from a job run in its own process as from its warm start."""
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    chunk = "results/fmnist-alexnet-bn-s0/ablation/chunks/conv5@rot0/0-23.npz"
+    table = "results/fmnist-alexnet-bn-s0/correlation/conv5@rot0.tsv"
+    logs = [
+        workdir / "results" / "logs" / f"{log}.log"
+        for log in (
+            "ablate/fmnist-alexnet-bn-s0/conv5@rot0/0-23",
+            "correlate/fmnist-alexnet-bn-s0/conv5@rot0",
+        )
+    ]
+    assert all(" warm start: " in log.read_text() for log in logs)
+    switched_off = {"UNIT_ABLATION_WARM_START": "0"}
+    cold = snakemake(workdir, "--force", chunk, table, snakefile=workdir / "Snakefile", env=switched_off)
+    assert cold.returncode == 0, cold.stderr[-3000:]
+    assert all(" cold start: " in log.read_text() for log in logs)
+    warm_counts, cold_counts = np.load(tiny_run / chunk), np.load(workdir / chunk)
+    arrays = [name for name in warm_counts.files if name != "metadata"]  # metadata: the job's seconds
+    assert arrays and set(arrays) == set(cold_counts.files) - {"metadata"}
+    for name in arrays:
+        np.testing.assert_array_equal(warm_counts[name], cold_counts[name], err_msg=name)
+    assert (workdir / table).read_bytes() == (tiny_run / table).read_bytes()

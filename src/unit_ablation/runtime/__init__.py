@@ -1,1 +1,1 @@
-"""Where and how computations run: devices, precision, logging and progress."""
+"""Where and how computations run: devices, precision, logging and progress, warm starts."""

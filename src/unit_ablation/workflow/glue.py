@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from unit_ablation.runtime.progress import log_to_file
+from unit_ablation.runtime.warm_start import is_warm_child
 
 log = logging.getLogger("unit_ablation")
 
@@ -21,8 +23,17 @@ def run_stage(job: Any, function: Callable[..., Any], **kwargs: Any) -> Any:
         # cores, and torch's waiting threads spin
         torch.set_num_threads(max(1, int(job.threads)))
     log.info("rule %s: %s", job.rule, ", ".join(f"{key}={value!r}" for key, value in job.wildcards.items()))
+    # CPU this process spent before the stage: Python, the imports (a warm child's count from its fork)
+    log.info(
+        "%s start: %.2f CPU-s before the stage",
+        "warm" if is_warm_child() else "cold",
+        time.process_time(),
+    )
+    start = time.perf_counter()
     try:
-        return function(**kwargs)
+        result = function(**kwargs)
     except Exception:
         log.exception("rule %s failed", job.rule)
         raise
+    log.info("rule %s done: %.2f s in the stage", job.rule, time.perf_counter() - start)
+    return result
