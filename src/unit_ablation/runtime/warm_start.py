@@ -11,8 +11,9 @@ the child's exit status and exits with it, so Snakemake sees an ordinary job.
   itself, so a job runs the code on disk, as a fresh process would.
 - Signals sent to the job process (Snakemake cancelling it) are passed on to the child, and a child
   whose job process has gone stops itself.
-- When there is no server, it is not ready yet, it runs another Python, or the job is not a
-  descendant of the run that started it (a cluster job), the job simply runs in its own process.
+- A job that starts while the server is still importing waits for it (up to READY_WAIT_S).
+- When there is no server, it runs another Python, or the job is not a descendant of the run that
+  started it (a cluster job), the job simply runs in its own process.
 - `UNIT_ABLATION_WARM_START=0` in the environment turns warm starts off. Linux only (`/proc`).
 """
 
@@ -26,9 +27,10 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-# set by start_server for the run's jobs: {"socket": path, "owner": pid, "prefix": sys.prefix}
+# set by start_server for the run's jobs: {"socket": path, "pid": server, "owner": pid, "prefix": sys.prefix}
 SERVER_VARIABLE = "UNIT_ABLATION_WARM_SERVER"
 # a user's switch: 0, off, false or no turns warm starts off
 SWITCH_VARIABLE = "UNIT_ABLATION_WARM_START"
@@ -36,6 +38,9 @@ SWITCH_VARIABLE = "UNIT_ABLATION_WARM_START"
 CHILD_VARIABLE = "UNIT_ABLATION_WARM_CHILD"
 # the streams a job passes to its child: stdin, stdout, stderr
 STREAMS = (0, 1, 2)
+# A job that starts while the server is still importing waits for it rather than import the same
+# libraries beside it on the same cores; after this long it runs in its own process.
+READY_WAIT_S = 60.0
 # the libraries a workflow job imports; torchvision (2 s more) only where the study uses it
 DEFAULT_PRELOAD = ("numpy", "torch", "pandas", "scipy.stats", "matplotlib.pyplot")
 # BLAS and OpenMP libraries read these when they load, in the server: one thread, as a 1-thread job
@@ -63,7 +68,7 @@ def start_server(src_dir: str | Path, preload: tuple[str, ...] = DEFAULT_PRELOAD
 
     Call it in the main Snakemake process (the Snakefile's `onstart`). It returns at once: the server
     imports `preload` in the background and listens only when that is done; jobs started before
-    then run in their own processes. Returns False when warm starts are off (see `enabled`).
+    then wait for it. Returns False when warm starts are off (see `enabled`).
     """
     global _server
     if not enabled() or _server is not None:
@@ -80,7 +85,9 @@ def start_server(src_dir: str | Path, preload: tuple[str, ...] = DEFAULT_PRELOAD
         env=env,
         stdin=subprocess.DEVNULL,
     )
-    os.environ[SERVER_VARIABLE] = json.dumps({"socket": path, "owner": os.getpid(), "prefix": sys.prefix})
+    os.environ[SERVER_VARIABLE] = json.dumps(
+        {"socket": path, "pid": _server.pid, "owner": os.getpid(), "prefix": sys.prefix}
+    )
     return True
 
 
@@ -106,7 +113,7 @@ def hand_over() -> None:
     server = _usable_server()
     if server is None:
         return
-    connection = _connect(server["socket"])
+    connection = _connect(server["socket"], int(server["pid"]))
     if connection is None:
         return
     with connection:
@@ -160,14 +167,28 @@ def _descends_from(ancestor: int) -> bool:
     return False
 
 
-def _connect(path: str) -> socket.socket | None:
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(path: str, server: int) -> socket.socket | None:
+    """A connection to the server; None when it has gone or is not listening within READY_WAIT_S."""
+    deadline = time.monotonic() + READY_WAIT_S
+    while True:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.connect(path)
+            return connection
+        except OSError:  # not listening yet, or gone
+            connection.close()
+        if not os.path.exists(path) and _running(server) and time.monotonic() < deadline:
+            time.sleep(0.05)  # still importing
+        else:
+            return None
+
+
+def _running(pid: int) -> bool:
     try:
-        connection.connect(path)
-    except OSError:  # not listening yet, or gone
-        connection.close()
-        return None
-    return connection
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}  # zombie or dead: it has ended
 
 
 def _send_request(connection: socket.socket) -> None:

@@ -129,11 +129,35 @@ def test_without_a_server_the_job_runs_in_its_own_process(job, tmp_path, monkeyp
     assert process.returncode == 0 and not report(tmp_path)["warm"]
 
 
-def test_a_server_that_is_not_listening_yet_leaves_the_job_in_its_own_process(job, tmp_path):
-    missing = {"socket": str(tmp_path / "no-socket"), "owner": os.getpid(), "prefix": sys.prefix}
+def test_a_server_that_has_gone_leaves_the_job_in_its_own_process(job, tmp_path):
+    ended = subprocess.run(["true"]).returncode == 0 and os.getpid() + 10**6  # no such process
+    missing = {
+        "socket": str(tmp_path / "no-socket"),
+        "pid": ended,
+        "owner": os.getpid(),
+        "prefix": sys.prefix,
+    }
     process = job(**{warm_start.SERVER_VARIABLE: json.dumps(missing)})
     process.communicate(timeout=60)
     assert process.returncode == 0 and not report(tmp_path)["warm"]
+
+
+def test_a_job_waits_for_a_server_that_is_still_importing(job, tmp_path, monkeypatch):
+    """Rather than import the same libraries beside the server, on the same cores."""
+    slow = tmp_path / "modules"
+    slow.mkdir()
+    (slow / "slow_library.py").write_text("import time\ntime.sleep(3)\n")
+    monkeypatch.setenv("PYTHONPATH", str(slow))
+    monkeypatch.delenv(warm_start.SWITCH_VARIABLE, raising=False)
+    assert warm_start.start_server(SRC, ("slow_library",))
+    try:
+        socket_path = json.loads(os.environ[warm_start.SERVER_VARIABLE])["socket"]
+        assert not os.path.exists(socket_path)
+        process = job()
+        process.communicate(timeout=60)
+        assert process.returncode == 0 and report(tmp_path)["warm"]
+    finally:
+        warm_start.stop_server()
 
 
 def test_other_pythons_and_processes_of_other_runs_do_not_use_it(server, job, tmp_path):
