@@ -31,20 +31,27 @@ class GrayToRGB(nn.Module):
         return self.model(x.expand(-1, 3, -1, -1))
 
 
+def standardise_last_layer(model: nn.Module, last: nn.Linear, images: np.ndarray) -> nn.Module:
+    """Rescale the classifier's last layer so that each logit has mean 0 and sd 1 over `images`.
+
+    Random-init logits share large per-class offsets, so every image gets the same class and no
+    ablation changes a prediction; standardised, predictions vary between images.
+    """
+    with torch.no_grad():
+        logits = model(torch.from_numpy(to_float(images[:256])))
+        std = logits.std(0).clamp_min(1e-6)
+        last.weight.div_(std.unsqueeze(1))
+        last.bias.copy_((last.bias - logits.mean(0)) / std)
+    return model
+
+
 def resnet18_style(images: np.ndarray, num_classes: int = 10) -> nn.Module:
-    """torchvision resnet18 (random init) on 28x28 gray images, last layer standardised so that
-    predictions vary between images (random-init logits share large per-class offsets)."""
+    """torchvision resnet18 (random init) on 28x28 gray images, last layer standardised."""
     import torchvision
 
     torch.manual_seed(0)
     model = GrayToRGB(torchvision.models.resnet18(num_classes=num_classes)).eval()
-    with torch.no_grad():
-        logits = model(torch.from_numpy(to_float(images[:256])))
-        std = logits.std(0).clamp_min(1e-6)
-        fc = model.model.fc
-        fc.weight.div_(std.unsqueeze(1))
-        fc.bias.copy_((fc.bias - logits.mean(0)) / std)
-    return model
+    return standardise_last_layer(model, model.model.fc, images)
 
 
 def load_inputs(args: argparse.Namespace) -> tuple[nn.Module, str, np.ndarray, np.ndarray, str]:
@@ -67,4 +74,6 @@ def load_inputs(args: argparse.Namespace) -> tuple[nn.Module, str, np.ndarray, n
         return load_model(checkpoint), args.layer, images, labels, str(checkpoint)
     print(f"note: {checkpoint} not found, using a random-init model of the default shape", file=sys.stderr)
     torch.manual_seed(0)
-    return build_model().eval(), args.layer, images, labels, "fmnist_alexnet (random init)"
+    model = build_model().eval()
+    standardise_last_layer(model, model.classifier.fc8, dataset.images["heldout"])
+    return model, args.layer, images, labels, "fmnist_alexnet (random init, last layer standardised)"
