@@ -158,13 +158,20 @@ def _descends_from(ancestor: int) -> bool:
     while pid > 1:
         if pid == ancestor:
             return True
-        try:
-            # /proc/PID/stat: pid (comm) state ppid ...; comm may hold spaces and parentheses
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            pid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+        fields = _stat_fields(pid)
+        if fields is None:
             return False
+        pid = int(fields[1])  # the parent
     return False
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, parent, ...); None when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and parentheses
 
 
 def _connect(path: str, server: int) -> socket.socket | None:
@@ -184,11 +191,9 @@ def _connect(path: str, server: int) -> socket.socket | None:
 
 
 def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}  # zombie or dead: it has ended
+    """Whether process `pid` exists and has not ended (a zombie has)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in {"Z", "X"}
 
 
 def _send_request(connection: socket.socket) -> None:

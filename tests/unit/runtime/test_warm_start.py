@@ -53,11 +53,7 @@ def wait_for(condition, timeout: float = 30.0) -> None:
 
 
 def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    return warm_start._running(pid)  # exists and is no zombie
 
 
 @pytest.fixture
