@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unit_ablation.engine.cropped_tail import CroppedTail, Region, Span, compile_tail, take_region
 from unit_ablation.engine.graph_split import SplitModel
 from unit_ablation.engine.plan_base import (
     MixingPlan,
@@ -26,6 +27,9 @@ class DeltaState(PlanState):
     pooled_blocks: torch.Tensor  # B x U x ...: each unit's slice of chain(a) (rotated: q_j^T chain(a))
     ablated_blocks: torch.Tensor  # 1 x U x ...: each unit's slice of chain(v)
     weight: torch.Tensor | None = None  # the rotated weight (columns W q_j); None: the layer's own
+    cropped: CroppedTail | None = None  # the tail compiled to its region (Conv2d mixing only)
+    mixed_region: torch.Tensor | None = None  # (B * rows * cols) x out: `mixed` on the region, channels-last
+    unit_weight: torch.Tensor | None = None  # U x (kh * kw) x out: each unit's (or direction's) filters
 
 
 class Delta(MixingPlan):
@@ -41,6 +45,10 @@ class Delta(MixingPlan):
     """
 
     name = "delta"
+
+    def __init__(self, split: SplitModel, rotation: torch.Tensor | None = None) -> None:
+        super().__init__(split, rotation)
+        self._cropped: dict[tuple[int, ...], CroppedTail | None] = {}
 
     @classmethod
     def applies(cls, split: SplitModel, rotated: bool) -> bool:
@@ -63,7 +71,27 @@ class Delta(MixingPlan):
         if self.rotation is not None:  # coordinates q_j^T chain(a) and columns W q_j
             blocks = torch.einsum("bu...,uk->bk...", blocks, self.rotation)
             weight = rotated_weight(self.mixing, self.rotation)
-        return DeltaState(intact_logits, mixed, blocks, ablated_blocks, weight)
+        state = DeltaState(intact_logits, mixed, blocks, ablated_blocks, weight)
+        state.cropped = self._cropped_tail(mixed, side)
+        if state.cropped is not None:
+            region = state.cropped.region
+            state.mixed_region = take_region(mixed, region).permute(0, 2, 3, 1).reshape(-1, mixed.shape[1])
+            filters = self.mixing.weight if weight is None else weight  # out x U x kh x kw
+            state.unit_weight = filters.flatten(2).permute(1, 2, 0).contiguous()
+        return state
+
+    def _cropped_tail(self, mixed: torch.Tensor, side: list[torch.Tensor]) -> CroppedTail | None:
+        """The tail compiled to the region it reads (`cropped_tail`), for a stride-1 Conv2d mixing
+        layer and a tail without side inputs; else None (the fx tail runs)."""
+        key = tuple(mixed.shape[1:])
+        if key not in self._cropped:
+            conv = self.mixing
+            plain = isinstance(conv, nn.Conv2d) and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            with torch.no_grad():
+                self._cropped[key] = (
+                    compile_tail(self.tail, mixed[:1].clone()) if plain and not side else None
+                )
+        return self._cropped[key]
 
     @staticmethod
     def _block_shape(pooled: torch.Tensor, units: int) -> tuple[int, ...]:
@@ -83,6 +111,9 @@ class Delta(MixingPlan):
         index = torch.tensor(units, device=activation.device)
         ablated = state.ablated_blocks.index_select(1, index)
         change = ablated - state.pooled_blocks.index_select(1, index)
+        if state.cropped is not None:
+            mixed = mixed_on_region(self.mixing, state, change, index)
+            return state.cropped(mixed)
         mixed = mixed_after_ablation(
             self.mixing, state.mixed, change, units, activation.shape[1], state.weight
         )
@@ -90,19 +121,29 @@ class Delta(MixingPlan):
 
     def flops(self, activation: torch.Tensor, side: list[torch.Tensor]) -> float:
         """The tail, plus the mixing layer's change from one channel: Linear 2 * out * in / U,
-        Conv2d 2 * kh * kw * outputs."""
-        flops = module_flops(self.tail, [self._mixed_example(activation), *[s[:1].clone() for s in side]])
+        Conv2d 2 * kh * kw * outputs (on the cropped tail's region where the tail compiles)."""
         mixing = self.mixing
+        mixed = self._mixed_example(activation)
         if isinstance(mixing, nn.Linear):
-            flops += 2.0 * mixing.out_features * mixing.in_features / activation.shape[1]
+            change = 2.0 * mixing.out_features * mixing.in_features / activation.shape[1]
         else:
-            out = self._mixed_example(activation)
-            flops += 2.0 * mixing.kernel_size[0] * mixing.kernel_size[1] * out.numel()
-        return flops
+            change = 2.0 * mixing.kernel_size[0] * mixing.kernel_size[1] * mixing.out_channels
+        cropped = self._cropped_tail(mixed, side)
+        if cropped is not None:
+            rows, cols = cropped.region
+            return change * rows.length * cols.length + cropped.flops()
+        outputs = 1 if isinstance(mixing, nn.Linear) else mixed[0, 0].numel()
+        return change * outputs + module_flops(self.tail, [mixed, *[s[:1].clone() for s in side]])
 
     def bytes_per_copy(self, activation: torch.Tensor, side: list[torch.Tensor]) -> int:
-        """The tail's intermediate values and the mixing layer's output."""
+        """The tail's intermediate values and the mixing layer's output (on the cropped tail's
+        region, with the patches of the change, where the tail compiles)."""
         mixed = self._mixed_example(activation)
+        cropped = self._cropped_tail(mixed, side)
+        if cropped is not None:
+            rows, cols = cropped.region
+            kernel = self.mixing.kernel_size[0] * self.mixing.kernel_size[1]
+            return cropped.bytes_per_image() + 4 * kernel * rows.length * cols.length
         return bytes_per_image(self.tail, mixed, *side) + 4 * mixed.numel()
 
 
@@ -144,3 +185,33 @@ def mixed_after_ablation(
     out = F.conv2d(change, grouped, None, mixing.stride, mixing.padding, mixing.dilation, groups=count)
     delta = out.view(change.shape[0], count, mixing.out_channels, *out.shape[2:]).transpose(0, 1)
     return mixed.unsqueeze(0) + delta
+
+
+def mixed_on_region(
+    mixing: nn.Conv2d, state: DeltaState, change: torch.Tensor, index: torch.Tensor
+) -> torch.Tensor:
+    """(K * B) x out x rows x cols, channels-last: the mixing layer's output on the cropped tail's
+    region with each of the K units' own input change (`change`: B x K x H x W) applied.
+
+    Position p gets mixed[p] + sum over kernel offsets o of W_u[:, o] change_u[p + o - padding]:
+    one batched matmul over the units, of the K change maps' patches by the units' filters, added
+    to the intact output in the same call.
+    """
+    rows, cols = state.cropped.region
+    (kh, kw), (ph, pw) = mixing.kernel_size, mixing.padding
+    height, width = change.shape[2:]
+    source: Region = (
+        Span(rows.start - ph, rows.stop - ph + kh - 1, height),
+        Span(cols.start - pw, cols.stop - pw + kw - 1, width),
+    )
+    padded = take_region(change, source).transpose(0, 1)  # K x B x ...
+    patches = torch.stack(
+        [padded[:, :, i : i + rows.length, j : j + cols.length] for i in range(kh) for j in range(kw)], -1
+    )
+    count, batch = patches.shape[:2]
+    out = torch.baddbmm(
+        state.mixed_region.expand(count, -1, -1),
+        patches.view(count, -1, kh * kw),
+        state.unit_weight.index_select(0, index),
+    )
+    return out.view(count * batch, rows.length, cols.length, -1).permute(0, 3, 1, 2)

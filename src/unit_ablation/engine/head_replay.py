@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from unit_ablation.engine.cropped_tail import CroppedTail, compile_tail, take_region
 from unit_ablation.engine.graph_split import SplitModel
 from unit_ablation.engine.plan_base import (
     Plan,
@@ -36,19 +39,40 @@ def ablate_directions(
     return activation.unsqueeze(0) - directions.view(len(units), 1, -1, *spatial) * projection.unsqueeze(2)
 
 
+@dataclass
+class HeadReplayState(PlanState):
+    cropped: CroppedTail | None = None  # the head compiled to its region (`cropped_tail`), if it compiles
+
+
 class HeadReplay(Plan):
     """Any split: logits_u = head(a - q_u (q_u^T a - v_u), *side) (canonical: a_u <- v_u), with
-    the K copies stacked along the batch dimension (rotated conv5, residual blocks)."""
+    the K copies stacked along the batch dimension (rotated conv5, residual blocks).
+
+    A head without side inputs that `cropped_tail` compiles runs on the region of the activation
+    it reads (rotated conv5: the 6 x 6 positions pool5 keeps of 7 x 7).
+    """
 
     name = "head-replay"
+
+    def __init__(self, split: SplitModel, rotation: torch.Tensor | None = None) -> None:
+        super().__init__(split, rotation)
+        self._cropped: dict[tuple[int, ...], CroppedTail | None] = {}
 
     @classmethod
     def applies(cls, split: SplitModel, rotated: bool) -> bool:
         return True
 
     def prepare(self, activation: torch.Tensor, side: list[torch.Tensor], values: torch.Tensor) -> PlanState:
-        """The intact logits (the head may work in place: it gets clones)."""
-        return PlanState(self.split.head(activation.clone(), *clones(side)))
+        """The intact logits (the head may work in place: it gets clones), and the compiled head."""
+        return HeadReplayState(
+            self.split.head(activation.clone(), *clones(side)), self._cropped_head(activation, side)
+        )
+
+    def _cropped_head(self, activation: torch.Tensor, side: list[torch.Tensor]) -> CroppedTail | None:
+        key = tuple(activation.shape[1:])
+        if key not in self._cropped:
+            self._cropped[key] = None if side else compile_tail(self.split.head, activation[:1].clone())
+        return self._cropped[key]
 
     def logits(
         self,
@@ -59,13 +83,22 @@ class HeadReplay(Plan):
         values: torch.Tensor,
     ) -> torch.Tensor:
         """(K * B) x classes: the head on the K ablated copies, copy-major."""
+        if isinstance(state, HeadReplayState) and state.cropped is not None:
+            region = take_region(activation, state.cropped.region)
+            return state.cropped(ablate_directions(region, units, self.rotation, values).flatten(0, 1))
         copies = ablate_directions(activation, units, self.rotation, values)
         return self.split.head(copies.flatten(0, 1), *repeat_batch(side, len(units)))
 
     def flops(self, activation: torch.Tensor, side: list[torch.Tensor]) -> float:
-        """Every Linear/Conv2d of the head."""
+        """Every Linear/Conv2d of the head (on the positions computed, where it compiles)."""
+        cropped = self._cropped_head(activation, side)
+        if cropped is not None:
+            return cropped.flops()
         return module_flops(self.split.head, [activation[:1].clone(), *[s[:1].clone() for s in side]])
 
     def bytes_per_copy(self, activation: torch.Tensor, side: list[torch.Tensor]) -> int:
         """The head's intermediate values."""
+        cropped = self._cropped_head(activation, side)
+        if cropped is not None:
+            return cropped.bytes_per_image()
         return bytes_per_image(self.split.head, activation, *side)

@@ -61,14 +61,15 @@ def _pooled_side() -> int:
     return _input_sides()["conv5"] // 2
 
 
-def _conv_flops(layer: str, width: float) -> float:
-    """FLOPs of one conv layer (alias) for one image: 2 * in * 3 * 3 * out * H * W."""
+def _conv_flops(layer: str, width: float, side: int | None = None) -> float:
+    """FLOPs of one conv layer (alias) for one image: 2 * in * 3 * 3 * out * H * W (H = W = `side`
+    output positions if given, else the layer's own)."""
     _check_width(width)
     layer = canonical_layer(layer)
     units = layer_units(width)
     index = CONV_LAYERS.index(layer)
     in_channels = IN_CHANNELS if index == 0 else units[CONV_LAYERS[index - 1]]
-    side = _input_sides()[layer]
+    side = _input_sides()[layer] if side is None else side
     return 2.0 * in_channels * KERNEL_AREA * units[layer] * side * side
 
 
@@ -116,9 +117,15 @@ def head_flops_per_copy(layer_spec: str, width: float, plan: str = "auto") -> fl
     """FLOPs per ablated copy (unit) and image, as the engine counts them for its plan.
 
     `head-replay`: every conv after the layer, fc6, fc7 and fc8. `delta`: the mixing layer's
-    change from one channel (next conv: 2 * 3 * 3 * out * H * W; fc6: 2 * fc * 3 * 3) plus
+    change from one channel (next conv: 2 * 3 * 3 * out per position; fc6: 2 * fc * 3 * 3) plus
     everything after the mixing layer. `naive` (the reference, not an engine plan): the whole
     network, as it runs one full forward pass per unit.
+
+    Where at most one conv (conv5) follows the mixing layer (`delta`) or the layer
+    (`head-replay`), the engine computes only the positions the logits read
+    (`engine.cropped_tail`): conv5 the 6 x 6 that pool5 keeps of 7 x 7, and a mixing conv the
+    positions its reader needs: conv5's 6 x 6 outputs read 8 x 8 (its top and left zero padding
+    included), pool5 reads 6 x 6.
     """
     _check_width(width)
     layer, _ = _layer_and_rotation(layer_spec)
@@ -127,17 +134,28 @@ def head_flops_per_copy(layer_spec: str, width: float, plan: str = "auto") -> fl
     fc = _fc_flops(width)
     if chosen == "naive":
         return trunk_flops_per_image(CONV_LAYERS[-1], width) + sum(fc)
-    later_convs = [_conv_flops(name, width) for name in CONV_LAYERS[index + 1 :]]
+    later = list(CONV_LAYERS[index + 1 :])
     if chosen == "head-replay":
-        return sum(later_convs) + sum(fc)
+        return _convs_flops(later, width, cropped=len(later) <= 1) + sum(fc)
     # delta
-    if index + 1 < len(CONV_LAYERS):
-        mixing = CONV_LAYERS[index + 1]
-        side = _input_sides()[mixing]
-        change = 2.0 * KERNEL_AREA * layer_units(width)[mixing] * side * side
-        return change + sum(later_convs[1:]) + sum(fc)
-    change = 2.0 * scaled(BASE_FC_UNITS, width) * _pooled_side() ** 2
-    return change + sum(fc[1:])
+    if not later:
+        change = 2.0 * scaled(BASE_FC_UNITS, width) * _pooled_side() ** 2
+        return change + sum(fc[1:])
+    mixing, tail = later[0], later[1:]
+    cropped = len(tail) <= 1
+    side = _input_sides()[mixing]
+    if cropped:
+        side = 2 * _pooled_side() + (2 if tail else 0)  # what conv5 or pool5 reads
+    change = 2.0 * KERNEL_AREA * layer_units(width)[mixing] * side * side
+    return change + _convs_flops(tail, width, cropped) + sum(fc)
+
+
+def _convs_flops(layers: list[str], width: float, cropped: bool) -> float:
+    """FLOPs of these conv layers for one image; `cropped`: conv5 on the 6 x 6 positions pool5 reads."""
+    return sum(
+        _conv_flops(layer, width, 2 * _pooled_side() if cropped and layer == CONV_LAYERS[-1] else None)
+        for layer in layers
+    )
 
 
 def _check_positive(**values: float) -> None:

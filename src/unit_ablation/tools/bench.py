@@ -34,6 +34,7 @@ from unit_ablation.engine.driver import ablate_units
 from unit_ablation.engine.graph_split import run_trunk, split_model
 from unit_ablation.engine.naive import ablate_naive
 from unit_ablation.engine.options import AblationOptions
+from unit_ablation.runtime.allocator import keep_freed_memory
 from unit_ablation.tools import bench_all, captum_bench
 from unit_ablation.tools.bench_inputs import DEFAULT_CHECKPOINT, DEFAULT_DATASET, load_inputs
 
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     captum_bench.add_arguments(parser)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as the workflow's jobs do (`workflow.glue.run_stage`)
     if args.vs == "captum":
         result = captum_bench.run_captum_benchmark(args)
         captum_bench.print_summary(result)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from unit_ablation.runtime.allocator import keep_freed_memory
 from unit_ablation.runtime.progress import log_to_file
 from unit_ablation.runtime.warm_start import is_warm_child
 
@@ -22,6 +23,7 @@ def run_stage(job: Any, function: Callable[..., Any], **kwargs: Any) -> Any:
         # the rule's thread count, not one per core: jobs side by side would oversubscribe the
         # cores, and torch's waiting threads spin
         torch.set_num_threads(max(1, int(job.threads)))
+        keep_freed_memory()
     log.info("rule %s: %s", job.rule, ", ".join(f"{key}={value!r}" for key, value in job.wildcards.items()))
     # CPU this process spent before the stage: Python, the imports (a warm child's count from its fork)
     log.info(

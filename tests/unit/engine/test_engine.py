@@ -222,16 +222,14 @@ def test_memory_budget_sets_the_copies_per_pass_and_oom_halves_them(small_model,
     big = AblationEngine(small_model, "conv4", plan="head-replay", memory_mb=4096)
     assert big._group_size(activation, [], len(units)) == len(units)
 
-    calls = []
-    original = engine.split.head.forward
+    original = engine.plan_object.logits
 
-    def flaky_head(*args):
-        calls.append(args[0].shape[0])
-        if args[0].shape[0] > 60 * 4:
+    def flaky_logits(state, activation, side, group, values):
+        if len(group) > 4:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(*args)
+        return original(state, activation, side, group, values)
 
-    monkeypatch.setattr(engine.split.head, "forward", flaky_head)
+    monkeypatch.setattr(engine.plan_object, "logits", flaky_logits)
     engine.units_per_pass = 16
     intact, predictions = engine.predictions(x, units, torch.zeros(len(units)))
     assert engine.units_per_pass == 4  # 16 -> 8 -> 4 copies per pass

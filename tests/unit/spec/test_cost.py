@@ -96,9 +96,27 @@ def test_conv5_delta_by_hand() -> None:
 
 
 def test_naive_is_the_whole_network() -> None:
+    # nothing follows conv5 but pool5 and the classifier: its head is the same cropped or not
+    whole = cost.trunk_flops_per_image("conv5", 1.0) + cost.head_flops_per_copy("conv5", 1.0, "head-replay")
     for spec in SPECS:
-        whole = cost.trunk_flops_per_image(spec, 1.0) + cost.head_flops_per_copy(spec, 1.0, "head-replay")
         assert cost.head_flops_per_copy(spec, 1.0, "naive") == whole
+        replay = cost.trunk_flops_per_image(spec, 1.0) + cost.head_flops_per_copy(spec, 1.0, "head-replay")
+        assert replay <= whole
+
+
+def test_cropped_heads_by_hand() -> None:
+    # width 1: conv3 96, conv4 96, conv5 64 units, fc 256. pool5 reads 6 x 6 of conv5's 7 x 7,
+    # which reads 8 x 8 of conv4's output (its top and left padding included)
+    fc = 2 * 576 * 256 + 2 * 256 * 256 + 2 * 256 * 10
+    conv5_cropped = 2 * 96 * 9 * 64 * 36
+    assert cost.head_flops_per_copy("conv4", 1.0, "head-replay") == conv5_cropped + fc
+    assert cost.head_flops_per_copy("conv4", 1.0, "delta") == 2 * 9 * 64 * 36 + fc
+    assert cost.head_flops_per_copy("conv3", 1.0, "delta") == 2 * 9 * 96 * 64 + conv5_cropped + fc
+    # two convs after the layer: the first one's output would reach into the padding, not cropped
+    assert (
+        cost.head_flops_per_copy("conv3", 1.0, "head-replay")
+        == 2 * 96 * 9 * 96 * 49 + 2 * 96 * 9 * 64 * 49 + fc
+    )
 
 
 @pytest.mark.parametrize(
