@@ -36,7 +36,12 @@ def ablate_directions(
     spatial = [1] * (activation.dim() - 2)
     projection = torch.einsum("bu...,ku->kb...", activation, directions) - values[index].view(-1, 1, *spatial)
     # one broadcast writes all K copies: a - q_k (q_k^T a - v_k)
-    return activation.unsqueeze(0) - directions.view(len(units), 1, -1, *spatial) * projection.unsqueeze(2)
+    return torch.addcmul(
+        activation.unsqueeze(0),
+        directions.view(len(units), 1, -1, *spatial),
+        projection.unsqueeze(2),
+        value=-1,
+    )
 
 
 @dataclass
@@ -84,7 +89,7 @@ class HeadReplay(Plan):
     ) -> torch.Tensor:
         """(K * B) x classes: the head on the K ablated copies, copy-major."""
         if isinstance(state, HeadReplayState) and state.cropped is not None:
-            region = take_region(activation, state.cropped.region)
+            region = take_region(activation, state.cropped.region).contiguous()
             return state.cropped(ablate_directions(region, units, self.rotation, values).flatten(0, 1))
         copies = ablate_directions(activation, units, self.rotation, values)
         return self.split.head(copies.flatten(0, 1), *repeat_batch(side, len(units)))
