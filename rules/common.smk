@@ -9,6 +9,7 @@ from unit_ablation.spec.layer_spec import (
     parse_layer_spec,
 )
 from unit_ablation.runtime import warm_start
+from unit_ablation.workflow.run_estimate import PlannedJob, estimate_run
 from unit_ablation.workflow.study import (
     Study,
     attributes_of,
@@ -55,9 +56,18 @@ def stop_warm_server():
 def log_ablation_estimates():
     """At the start of a run: the cost model's estimate of every layer's ablate jobs, and a warning
     when cluster jobs would be shorter than 10 minutes (schedulers handle many tiny jobs badly).
+    A local run also gets the estimate of its wall time: training, ablation and the other jobs
+    it is about to run (unit_ablation.workflow.run_estimate).
     """
     lines, short_jobs = STUDY.ablation_estimates()
     for line in lines:
         logger.info(line)
     if workflow.non_local_exec and short_jobs is not None:
         logger.warning(short_jobs)
+    cores = workflow.resource_settings.cores
+    if not workflow.non_local_exec and cores:
+        jobs = [
+            PlannedJob(job.rule.name, dict(job.wildcards_dict), job.threads)
+            for job in workflow.dag.needrun_jobs()
+        ]
+        logger.info(estimate_run(STUDY, jobs).line(cores))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from unit_ablation.analysis.damage import balanced_class_accuracy
+from unit_ablation.engine.delta import Delta
 from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
 from unit_ablation.engine.layer_hooks import edited_logits
 from unit_ablation.runtime.device import image_batches
@@ -76,8 +77,8 @@ def set_predictor(
     model: nn.Module, layer: str
 ) -> Callable[[torch.Tensor, Sequence[Sequence[int]], torch.Tensor], torch.Tensor]:
     """A function giving a batch's predictions (sets x B) with each set of units ablated together:
-    the trunk once and the head per set, or for a model torch.fx cannot trace a forward per set
-    with a hook."""
+    the trunk once, then per set the delta plan's tail (`Delta.set_logits`) where the plan applies,
+    else the head; for a model torch.fx cannot trace, a forward per set with a hook."""
     try:
         split = split_model(model, layer)
     except TraceFailed as error:
@@ -101,7 +102,17 @@ def set_predictor(
         ]
         return torch.stack([row.argmax(1) for row in rows])
 
-    return traced
+    if not Delta.applies(split, rotated=False):
+        return traced
+    plan = Delta(split)
+
+    def delta(x: torch.Tensor, sets: Sequence[Sequence[int]], values: torch.Tensor) -> torch.Tensor:
+        """The delta plan's sum of the units' changes at the mixing layer, then the tail per set."""
+        activation, side = run_trunk(split, x)
+        state = plan.prepare(activation, side, values)
+        return torch.stack([plan.set_logits(state, side, list(units), values).argmax(1) for units in sets])
+
+    return delta
 
 
 @torch.no_grad()

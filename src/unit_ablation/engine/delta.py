@@ -14,6 +14,7 @@ from unit_ablation.engine.plan_base import (
     MixingPlan,
     PlanState,
     bytes_per_image,
+    clones,
     commutes_with_rotation,
     mixing_chain,
     module_flops,
@@ -118,6 +119,27 @@ class Delta(MixingPlan):
             self.mixing, state.mixed, change, units, activation.shape[1], state.weight
         )
         return self.tail(mixed.flatten(0, 1), *repeat_batch(side, len(units)))
+
+    def set_logits(
+        self, state: DeltaState, side: list[torch.Tensor], units: list[int], values: torch.Tensor
+    ) -> torch.Tensor:
+        """B x classes with every unit of `units` ablated together: the mixing layer's changes from
+        the units' channels add up (it is linear), then the tail runs once (cumulative ablation)."""
+        if not units:
+            return state.intact_logits
+        index = torch.tensor(units, device=state.mixed.device)
+        change = state.ablated_blocks.index_select(1, index) - state.pooled_blocks.index_select(1, index)
+        weight = self.mixing.weight if state.weight is None else state.weight
+        mixing = self.mixing
+        if isinstance(mixing, nn.Linear):
+            columns = weight.view(mixing.out_features, -1, change.shape[2]).index_select(1, index)
+            mixed = torch.addmm(state.mixed, change.flatten(1), columns.flatten(1).T)
+        else:
+            delta = F.conv2d(
+                change, weight.index_select(1, index), None, mixing.stride, mixing.padding, mixing.dilation
+            )
+            mixed = state.mixed + delta
+        return self.tail(mixed, *clones(side))
 
     def flops(self, activation: torch.Tensor, side: list[torch.Tensor]) -> float:
         """The tail, plus the mixing layer's change from one channel: Linear 2 * out * in / U,

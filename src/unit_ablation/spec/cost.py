@@ -158,6 +158,20 @@ def _convs_flops(layers: list[str], width: float, cropped: bool) -> float:
     )
 
 
+def forward_flops_per_image(width: float) -> float:
+    """FLOPs of one image through the whole network (conv1 to fc8)."""
+    return trunk_flops_per_image(CONV_LAYERS[-1], width) + sum(_fc_flops(width))
+
+
+TRAIN_STEP_PASSES = 3  # a training step: the forward pass, and a backward pass of about twice its FLOPs
+
+
+def train_flops(images: int, epochs: int, width: float) -> float:
+    """FLOPs of training on `images` images for `epochs` epochs (3 forward passes' worth per image)."""
+    _check_positive(images=images, epochs=epochs)
+    return TRAIN_STEP_PASSES * epochs * images * forward_flops_per_image(width)
+
+
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):

@@ -1,0 +1,96 @@
+"""The start-of-run estimate of a local run (`workflow.run_estimate`) on the tiny config's Study:
+each kind of job costed by the cost model, packed onto the cores."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from unit_ablation.spec.cost import job_seconds, train_flops
+from unit_ablation.workflow.config_schema import load_schema, schema_problems
+from unit_ablation.workflow.run_estimate import (
+    JOB_START_SECONDS,
+    OTHER_JOB_SECONDS,
+    TRAIN_GFLOPS_PER_THREAD,
+    PlannedJob,
+    estimate_run,
+    train_images,
+)
+from unit_ablation.workflow.study import Study
+
+from support.workflow_runs import PROJECT_ROOT, TINY_CONFIG
+
+SCHEMA = load_schema(PROJECT_ROOT / "schemas" / "config.schema.yaml")
+TRAINED = ["fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0"]
+
+
+def study(edit=None) -> Study:
+    """A Study of the tiny config, edited by `edit(config)`."""
+    config = copy.deepcopy(yaml.safe_load(TINY_CONFIG.read_text()))
+    if edit is not None:
+        edit(config)
+    assert schema_problems(config, SCHEMA) == []
+    return Study(config, PROJECT_ROOT)
+
+
+def pretrained(config: dict) -> None:
+    """Image data and a torchvision AlexNet, which the cost model does not know."""
+    config["data"].update(
+        source="images",
+        images={"test": {"folder": "images/val"}, "heldout": None, "resize": 72, "crop": 64, "workers": 1},
+    )
+    config["variants"] = {}
+    config["pretrained"] = {"alexnet": {"arch": "alexnet", "num_classes": 3, "weights": None}}
+
+
+def test_each_kind_of_job_is_costed_by_the_cost_model():
+    plan = study()
+    config = plan.config
+    images = train_images(config["data"])
+    assert images == (config["data"]["train_size"] or 60_000 - config["data"]["heldout_size"])
+    model = TRAINED[0]
+    jobs = [
+        PlannedJob("all"),
+        PlannedJob("train", {"model": model}, threads=2),
+        PlannedJob("ablate", {"model": model, "layer_spec": "conv4@rot0", "chunk": "0-23"}),
+        PlannedJob("extract", {"model": model}),
+        PlannedJob("plot_layer", {"model": model, "layer_spec": "conv5"}, threads=2),
+    ]
+    estimate = estimate_run(plan, jobs)
+    epochs = plan.train_params(model)["epochs"]
+    width = config["model"]["width"]
+    # training: FLOPs at a per-thread rate, so its core-seconds do not depend on the threads
+    assert estimate.train == pytest.approx(
+        train_flops(images, epochs, width) / (TRAIN_GFLOPS_PER_THREAD * 1e9)
+    )
+    ablate = job_seconds(24, plan.evaluation_images(), "conv4@rot0", width, config["ablation"]["gflops"])
+    assert estimate.ablate == pytest.approx(ablate + JOB_START_SECONDS)
+    assert estimate.other == pytest.approx(3 * (OTHER_JOB_SECONDS + JOB_START_SECONDS))  # 1 + 2 threads
+    assert estimate.jobs == {"train": 1, "ablate": 1, "other": 2}
+    total = estimate.train + estimate.ablate + estimate.other
+    assert estimate.wall_seconds(2) == pytest.approx(total / 2)
+    line = estimate.line(2)
+    assert line.startswith(f"run estimate: about {total / 2 / 60:.0f} min on 2 core(s): train ")
+    assert "(1 jobs)" in line and "not included" not in line
+
+
+def test_a_faster_device_shortens_only_the_ablation():
+    jobs = [
+        PlannedJob("train", {"model": TRAINED[0]}),
+        PlannedJob("ablate", {"model": TRAINED[0], "layer_spec": "conv5", "chunk": "0-31"}),
+    ]
+    slow = estimate_run(study(), jobs)
+    fast = estimate_run(study(lambda c: c["ablation"].update(gflops=c["ablation"]["gflops"] * 10)), jobs)
+    assert fast.train == slow.train
+    assert fast.ablate - JOB_START_SECONDS == pytest.approx((slow.ablate - JOB_START_SECONDS) / 10)
+
+
+def test_pretrained_models_ablate_jobs_are_named_as_left_out():
+    plan = study(pretrained)
+    estimate = estimate_run(
+        plan, [PlannedJob("ablate", {"model": "alexnet", "layer_spec": "conv5", "chunk": "0-127"})]
+    )
+    assert estimate.unknown == 1 and estimate.ablate == 0
+    assert estimate.line(4).endswith("1 ablate job(s) of pretrained models not included")
