@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 TRAIN_GFLOPS_PER_THREAD = 90.0  # 1-thread jobs, bf16 autocast (default); 2-thread jobs: about 65 each
 JOB_START_SECONDS = 0.3  # a warm-started job, from Snakemake's start to the stage and back
-OTHER_JOB_SECONDS = 3.5  # mean in-job seconds of the default study's jobs other than train and ablate
+OTHER_JOB_SECONDS = 2.5  # mean in-job seconds of the default study's jobs other than train and ablate
 FASHION_MNIST_TRAIN = 60_000  # training images of Fashion-MNIST, the held-out set included
 
 
