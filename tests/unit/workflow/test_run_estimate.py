@@ -3,13 +3,9 @@ each kind of job costed by the cost model, packed onto the cores."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
-import yaml
 
 from unit_ablation.spec.cost import job_seconds, train_flops
-from unit_ablation.workflow.config_schema import load_schema, schema_problems
 from unit_ablation.workflow.run_estimate import (
     JOB_START_SECONDS,
     OTHER_JOB_SECONDS,
@@ -18,31 +14,10 @@ from unit_ablation.workflow.run_estimate import (
     estimate_run,
     train_images,
 )
-from unit_ablation.workflow.study import Study
 
-from support.workflow_runs import PROJECT_ROOT, TINY_CONFIG
+from support.studies import pretrained, study
 
-SCHEMA = load_schema(PROJECT_ROOT / "schemas" / "config.schema.yaml")
 TRAINED = ["fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0"]
-
-
-def study(edit=None) -> Study:
-    """A Study of the tiny config, edited by `edit(config)`."""
-    config = copy.deepcopy(yaml.safe_load(TINY_CONFIG.read_text()))
-    if edit is not None:
-        edit(config)
-    assert schema_problems(config, SCHEMA) == []
-    return Study(config, PROJECT_ROOT)
-
-
-def pretrained(config: dict) -> None:
-    """Image data and a torchvision AlexNet, which the cost model does not know."""
-    config["data"].update(
-        source="images",
-        images={"test": {"folder": "images/val"}, "heldout": None, "resize": 72, "crop": 64, "workers": 1},
-    )
-    config["variants"] = {}
-    config["pretrained"] = {"alexnet": {"arch": "alexnet", "num_classes": 3, "weights": None}}
 
 
 def test_each_kind_of_job_is_costed_by_the_cost_model():

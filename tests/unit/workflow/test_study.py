@@ -3,50 +3,19 @@ layer specs, chunks, cumulative layers, rule params, targets and per-model code 
 
 from __future__ import annotations
 
-import copy
-
 import pytest
-import yaml
 
 from unit_ablation.spec.cost import units_per_job
 from unit_ablation.spec.model_classes import MODEL_MODULES
 from unit_ablation.workflow.code_hash import stage_code_hash
-from unit_ablation.workflow.config_schema import load_schema, schema_problems
-from unit_ablation.workflow.study import Study, attributes_of, chunk_units, name_pattern
+from unit_ablation.workflow.study import attributes_of, chunk_units, name_pattern
 
-from support.workflow_runs import PROJECT_ROOT, TINY_CONFIG
+from support.studies import TINY, pretrained, study
+from support.workflow_runs import PROJECT_ROOT
 
-SCHEMA = load_schema(PROJECT_ROOT / "schemas" / "config.schema.yaml")
-TINY = yaml.safe_load(TINY_CONFIG.read_text())
 TRAINED = ["fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0"]
 SPECS = ["conv4", "conv4@rot0", "conv5", "conv5@rot0"]
 PACKAGE = PROJECT_ROOT / "src" / "unit_ablation"
-
-
-def study(edit=None) -> Study:
-    """A Study of the tiny config, edited by `edit(config)`, with the schema's defaults filled in."""
-    config = copy.deepcopy(TINY)
-    if edit is not None:
-        edit(config)
-    assert schema_problems(config, SCHEMA) == []
-    return Study(config, PROJECT_ROOT)
-
-
-def pretrained(config: dict) -> None:
-    """Image data and two torchvision models: AlexNet at its own layers, ResNet-18 at analysis.layers."""
-    config["data"].update(
-        source="images",
-        images={"test": {"folder": "images/val"}, "heldout": None, "resize": 72, "crop": 64, "workers": 1},
-    )
-    config["variants"] = {}
-    config["pretrained"] = {
-        "alexnet": {"arch": "alexnet", "num_classes": 3, "weights": "torchvision:IMAGENET1K_V1"},
-        "resnet": {"arch": "resnet18", "num_classes": 3, "weights": None, "units": {"layer3": 100}},
-    }
-    config["pretrained"]["alexnet"]["layers"] = ["conv4", "conv5"]
-    config["analysis"]["layers"] = ["layer3"]
-    config["ablation"]["chunk_size"] = 128
-    config["cumulative"]["layers"] = ["conv5"]
 
 
 class Wildcards:
