@@ -53,7 +53,7 @@ Region = tuple[Span, Span]  # (rows, columns)
 class _Step:
     kind: str  # "elementwise", "conv", "pool", "flatten", "dense"
     run: Callable[[torch.Tensor], torch.Tensor]
-    region: Region | None = None  # spatial steps: the input region
+    region: Region | None = None  # conv steps: the input region, whose padding is zeroed first
     flops: float = 0.0
     out_numel: int = 0  # values per image of the step's output
 
@@ -79,7 +79,7 @@ class CroppedTail:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for step in self.steps:
-            if step.kind == "conv" and step.region is not None:
+            if step.region is not None:
                 _zero_padding(x, step.region)
             x = step.run(x)
         return x
@@ -214,16 +214,32 @@ def _step(
             conv.out_channels * out_rows * out_cols,
         )
     if kind == "pool":
-        return _Step("pool", max_pool_2x2, region, 0.0, out_shape[1] * rows.length * cols.length // 4)
+        return _Step("pool", max_pool_2x2, None, 0.0, out_shape[1] * rows.length * cols.length // 4)
     if kind == "flatten":  # channel-major order, as the model's flatten: the next Linear reads it
-        return _Step("flatten", lambda x: x.flatten(1), region, 0.0, out_shape[1])
+        return _Step("flatten", lambda x: x.flatten(1), None, 0.0, out_shape[1])
     function = tail.get_submodule(node.target) if node.op == "call_module" else node.target
     if kind == "dense":
         return _Step(
             "dense", function, None, 2.0 * function.in_features * function.out_features, out_shape[1]
         )
     numel = out_shape[1] * (rows.length * cols.length if len(out_shape) == 4 else 1)
-    return _Step("elementwise", function, region if len(out_shape) == 4 else None, 0.0, numel)
+    return _Step("elementwise", function, None, 0.0, numel)
+
+
+class CompiledTails:
+    """`compile_tail` of one tail, once per input shape (a plan sees one image shape per layer)."""
+
+    def __init__(self, tail: fx.GraphModule) -> None:
+        self.tail = tail
+        self._by_shape: dict[tuple[int, ...], CroppedTail | None] = {}
+
+    def get(self, example: torch.Tensor) -> CroppedTail | None:
+        """The compiled tail for inputs shaped like `example` (B x C x H x W), or None."""
+        key = tuple(example.shape[1:])
+        if key not in self._by_shape:
+            with torch.no_grad():
+                self._by_shape[key] = compile_tail(self.tail, example[:1].clone())
+        return self._by_shape[key]
 
 
 def take_region(x: torch.Tensor, region: Region) -> torch.Tensor:

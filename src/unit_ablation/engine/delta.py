@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unit_ablation.engine.cropped_tail import CroppedTail, Region, Span, compile_tail, take_region
+from unit_ablation.engine.cropped_tail import CompiledTails, CroppedTail, Region, Span, take_region
 from unit_ablation.engine.graph_split import SplitModel
 from unit_ablation.engine.plan_base import (
     MixingPlan,
@@ -49,7 +49,7 @@ class Delta(MixingPlan):
 
     def __init__(self, split: SplitModel, rotation: torch.Tensor | None = None) -> None:
         super().__init__(split, rotation)
-        self._cropped: dict[tuple[int, ...], CroppedTail | None] = {}
+        self._compiled = CompiledTails(self.tail)
 
     @classmethod
     def applies(cls, split: SplitModel, rotated: bool) -> bool:
@@ -84,15 +84,9 @@ class Delta(MixingPlan):
     def _cropped_tail(self, mixed: torch.Tensor, side: list[torch.Tensor]) -> CroppedTail | None:
         """The tail compiled to the region it reads (`cropped_tail`), for a stride-1 Conv2d mixing
         layer and a tail without side inputs; else None (the fx tail runs)."""
-        key = tuple(mixed.shape[1:])
-        if key not in self._cropped:
-            conv = self.mixing
-            plain = isinstance(conv, nn.Conv2d) and conv.stride == (1, 1) and conv.dilation == (1, 1)
-            with torch.no_grad():
-                self._cropped[key] = (
-                    compile_tail(self.tail, mixed[:1].clone()) if plain and not side else None
-                )
-        return self._cropped[key]
+        conv = self.mixing
+        plain = isinstance(conv, nn.Conv2d) and conv.stride == (1, 1) and conv.dilation == (1, 1)
+        return self._compiled.get(mixed) if plain and not side else None
 
     @staticmethod
     def _block_shape(pooled: torch.Tensor, units: int) -> tuple[int, ...]:

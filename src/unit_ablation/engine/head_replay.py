@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from unit_ablation.engine.cropped_tail import CroppedTail, compile_tail, take_region
+from unit_ablation.engine.cropped_tail import CompiledTails, CroppedTail, take_region
 from unit_ablation.engine.graph_split import SplitModel
 from unit_ablation.engine.plan_base import (
     Plan,
@@ -61,7 +61,7 @@ class HeadReplay(Plan):
 
     def __init__(self, split: SplitModel, rotation: torch.Tensor | None = None) -> None:
         super().__init__(split, rotation)
-        self._cropped: dict[tuple[int, ...], CroppedTail | None] = {}
+        self._compiled = CompiledTails(split.head)
 
     @classmethod
     def applies(cls, split: SplitModel, rotated: bool) -> bool:
@@ -74,10 +74,7 @@ class HeadReplay(Plan):
         )
 
     def _cropped_head(self, activation: torch.Tensor, side: list[torch.Tensor]) -> CroppedTail | None:
-        key = tuple(activation.shape[1:])
-        if key not in self._cropped:
-            self._cropped[key] = None if side else compile_tail(self.split.head, activation[:1].clone())
-        return self._cropped[key]
+        return None if side else self._compiled.get(activation)
 
     def logits(
         self,
