@@ -46,7 +46,7 @@ class RunEstimate:
     ablate: float = 0.0
     other: float = 0.0
     jobs: dict[str, int] = field(default_factory=lambda: {"train": 0, "ablate": 0, "other": 0})
-    unknown: int = 0  # ablate jobs of models the cost model does not know (pretrained)
+    unknown: int = 0  # ablate jobs the cost model does not know (pretrained models, unknown plans)
 
     def wall_seconds(self, cores: int) -> float:
         return (self.train + self.ablate + self.other) / max(1, cores)
@@ -64,7 +64,7 @@ class RunEstimate:
             f"{part('other', self.other)} (cost model; docs/running.md, Run estimate)"
         )
         if self.unknown:
-            text += f"; {self.unknown} ablate job(s) of pretrained models not included"
+            text += f"; {self.unknown} ablate job(s) the cost model does not know (pretrained) not included"
         return text
 
 
@@ -96,7 +96,11 @@ def estimate_run(study: Study, jobs: Iterable[PlannedJob]) -> RunEstimate:
             first, last = (int(n) for n in job.wildcards["chunk"].split("-"))
             units = last - first + 1
             spec, plan = job.wildcards["layer_spec"], config["ablation"]["plan"]
-            seconds = job_seconds(units, images, spec, width, gflops, plan)
+            try:
+                seconds = job_seconds(units, images, spec, width, gflops, plan)
+            except ValueError:  # a layer or plan the cost model does not know: named as left out
+                estimate.unknown += 1
+                continue
             estimate.ablate += (seconds + JOB_START_SECONDS) * threads
             estimate.jobs["ablate"] += 1
         else:

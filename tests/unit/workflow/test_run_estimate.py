@@ -68,4 +68,10 @@ def test_pretrained_models_ablate_jobs_are_named_as_left_out():
         plan, [PlannedJob("ablate", {"model": "alexnet", "layer_spec": "conv5", "chunk": "0-127"})]
     )
     assert estimate.unknown == 1 and estimate.ablate == 0
-    assert estimate.line(4).endswith("1 ablate job(s) of pretrained models not included")
+    assert estimate.line(4).endswith("1 ablate job(s) the cost model does not know (pretrained) not included")
+
+
+def test_a_layer_the_cost_model_does_not_know_is_left_out_not_fatal():
+    job = PlannedJob("ablate", {"model": TRAINED[0], "layer_spec": "fc6", "chunk": "0-63"})
+    estimate = estimate_run(study(), [job])
+    assert estimate.unknown == 1 and estimate.ablate == 0
