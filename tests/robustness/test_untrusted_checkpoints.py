@@ -53,14 +53,15 @@ PAYLOADS = {"path_touch": TouchOnUnpickle, "os_system": ShellOnUnpickle}
 FORMATS = {"zip": True, "legacy": False}  # torch.save's zip format, and the pre-1.6 one of Places365 files
 
 
-def save(payload, path: Path, zip_format: bool) -> Path:
-    torch.save(payload, path, _use_new_zipfile_serialization=zip_format)
+def save(payload, path: Path, zip_format: bool, protocol: int = 2) -> Path:
+    torch.save(payload, path, _use_new_zipfile_serialization=zip_format, pickle_protocol=protocol)
     return path
 
 
 def assert_refused(error: pytest.ExceptionInfo, path: Path, marker: Path) -> None:
     message = str(error.value)
     assert str(path) in message
+    assert "refused as unsafe" in message and "truncated" not in message
     assert "carries pickled code or objects" in message and "weights_only=True" in message
     assert "weights_only=False" not in message  # torch's own advice is not passed on for untrusted files
     assert not marker.exists(), "the pickled callable ran"
@@ -103,6 +104,63 @@ def test_extract_refuses_the_checkpoint_and_writes_nothing(tmp_path, idx_folder)
     assert_refused(error, path, marker)
     assert not output.exists()
     assert not output.parent.exists() or list(output.parent.iterdir()) == []
+
+
+PROTOCOLS = [2, 4, 5]  # torch.save's default; 4 and 5 add opcodes (FRAME, STACK_GLOBAL) torch's loader refuses
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_payload_in_any_pickle_protocol_is_refused_as_unsafe(tmp_path, protocol, fmt):
+    """Whatever the protocol, the refusal says unsafe and names the payload's callable."""
+    marker = tmp_path / "marker"
+    payload = {"weight": torch.zeros(2), "x": TouchOnUnpickle(marker)}
+    path = save(payload, tmp_path / "evil.pt", FORMATS[fmt], protocol)
+    with pytest.raises(UnsafeCheckpointError) as error:
+        load_torch_file(path)
+    assert_refused(error, path, marker)
+    message = str(error.value)
+    assert "pathlib.Path.touch" in message or "getattr" in message  # the global that would have run
+    assert ("protocol" in message) == (protocol > 2)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_raw_pickle_payload_is_refused_as_unsafe(tmp_path, protocol):
+    """A plain pickle file (not torch.save's layout) with a payload: refused as unsafe, not 'corrupt'."""
+    import pickle
+
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"x": ShellOnUnpickle(marker)}, protocol=protocol))
+    with pytest.raises(UnsafeCheckpointError) as error:
+        load_torch_file(path)
+    assert_refused(error, path, marker)
+    assert "system" in str(error.value)  # os.system (posix.system), the callable of the payload
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_plain_weights_in_a_protocol_torch_cannot_check_are_refused_as_unsafe(tmp_path, protocol):
+    """No payload, but torch's loader cannot check protocol 4 and 5 pickles: refused, and said why."""
+    path = save({"weight": torch.zeros(2)}, tmp_path / "plain.pt", True, protocol)
+    with pytest.raises(UnsafeCheckpointError) as error:
+        load_torch_file(path)
+    message = str(error.value)
+    assert str(path) in message and "refused as unsafe" in message
+    assert f"pickle protocol {protocol}" in message and "FRAME" in message
+    assert "carries pickled code" not in message and "truncated" not in message
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_truncated_checkpoint_is_still_reported_as_truncated(tmp_path, fmt):
+    path = save({"weight": torch.arange(1000.0)}, tmp_path / "w.pt", FORMATS[fmt])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(Exception) as error:
+        load_torch_file(path)
+    assert not isinstance(error.value, UnsafeCheckpointError)
+    assert str(path) in str(error.value) and "truncated or corrupt" in str(error.value)
 
 
 @pytest.fixture(scope="module")
