@@ -187,3 +187,11 @@ def test_metadata_records_the_versions_device_and_precision(tiny_run):
     for found in (chunk_metadata, model_metadata):
         assert {key: found[key] for key in expected} == expected
     assert (chunk_metadata["device"], chunk_metadata["precision"]) == ("cpu", "exact")
+    # the machine and build, to tell a same-machine rerun (bit-identical) from another machine's
+    from unit_ablation.runtime.machine import machine_description
+
+    here = machine_description("cpu")
+    assert chunk_metadata["machine"] == model_metadata["machine"] == here
+    assert here["torch_build"].startswith(torch.__version__) and "unknown" not in here["cpu_model"]
+    summary = (results / "summary.md").read_text()
+    assert "## Where these numbers were computed" in summary and here["cpu_model"] in summary

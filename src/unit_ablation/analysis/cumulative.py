@@ -23,10 +23,14 @@ from unit_ablation.analysis.damage import balanced_class_accuracy
 from unit_ablation.engine.delta import Delta
 from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
 from unit_ablation.engine.layer_hooks import edited_logits
+from unit_ablation.engine.resume import ProgressSaver, load_saved_arrays
+from unit_ablation.runtime import termination
 from unit_ablation.runtime.device import image_batches
 from unit_ablation.runtime.progress import Progress
 
 log = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions"  # the array of a cumulative job's progress file
 
 
 def unit_counts(max_units: int, unit_count: int) -> list[int]:
@@ -124,17 +128,37 @@ def set_predictions(
     values: torch.Tensor,
     batch_size: int,
     device: torch.device,
+    saver: ProgressSaver | None = None,
 ) -> np.ndarray:
-    """Predictions (sets x images) with each set of units ablated together; the trunk runs once per batch."""
+    """Predictions (sets x images) with each set of units ablated together; the trunk runs once per batch.
+
+    With a `saver`, the predictions so far are saved when it is due and on SIGTERM (then
+    `runtime.termination.Terminated` is raised), and a rerun with the same saver resumes from them.
+    """
     predict = set_predictor(model, layer)
-    predictions = np.empty((len(unit_sets), len(images)), dtype=np.int64)
+    predictions = np.full((len(unit_sets), len(images)), -1, dtype=np.int16)
     progress = Progress(log, f"cumulative {layer}", len(images), "images")
     start = 0
-    for x, _ in image_batches(images, None, batch_size, device):
-        predictions[:, start : start + len(x)] = predict(x, unit_sets, values).cpu().numpy()
-        progress.update(len(x), note=f"{len(unit_sets)} unit sets")
-        start += len(x)
-    return predictions
+    saved = (
+        None
+        if saver is None
+        else load_saved_arrays(saver.path, saver.fingerprint, {PREDICTIONS: predictions.shape})
+    )
+    if saved is not None:
+        start, predictions = saved[0], saved[1][PREDICTIONS].astype(np.int16)
+        log.info("resuming at image %d of %d", start, len(images))
+        progress.update(start, note="from the saved progress")
+    with termination.deferred():  # SIGTERM: finish the batch, save, stop (a rerun resumes)
+        for x, _ in image_batches(images[start:], None, batch_size, device):
+            predictions[:, start : start + len(x)] = predict(x, unit_sets, values).cpu().numpy()
+            progress.update(len(x), note=f"{len(unit_sets)} unit sets")
+            start += len(x)
+            if start == len(images):
+                break
+            if saver is not None and (saver.due() or termination.requested()):
+                saver.save_arrays(start, {PREDICTIONS: predictions})
+            termination.stop_if_requested(f"image {start} of {len(images)}")
+    return predictions.astype(np.int64)
 
 
 def unit_sets(

@@ -22,6 +22,7 @@ from unit_ablation.engine.resume import (
 )
 from unit_ablation.engine.selection import CHECK_IMAGES, choose_engine
 from unit_ablation.engine.values import prepare_ablation
+from unit_ablation.runtime import termination
 from unit_ablation.runtime.device import device_batch, image_batches
 from unit_ablation.runtime.progress import Progress
 
@@ -143,9 +144,16 @@ def ablate_units(
         log.info("resuming at image %d of %d", done, len(images))
         progress.update(done, note="from the saved progress")
     batches = image_batches(images[done:], labels[done:], options.batch_size, device)
-    for done in count_batches(engine, batches, units, values, totals, progress):
-        if saver is not None and saver.due() and done < len(images):
-            saver.save(PartialCounts(done, **totals.numpy()))
+    with termination.deferred():  # SIGTERM: finish the batch, save, stop (a rerun resumes)
+        for done in count_batches(engine, batches, units, values, totals, progress):
+            if done == len(images):
+                break  # the last batch: finish the job even when asked to stop
+            stopping = termination.requested()
+            if saver is not None and (saver.due() or stopping):
+                saver.save(PartialCounts(done, **totals.numpy()))
+            if stopping:
+                saved = "its progress saved" if saver is not None else "nothing saved"
+                termination.stop_if_requested(f"image {done} of {len(images)}, {saved}")
     return totals.finished(
         units, plan=engine.plan, head_seconds=engine.head_seconds, head_flops=engine.executed_flops
     )

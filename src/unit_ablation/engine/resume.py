@@ -87,31 +87,42 @@ def fingerprint(**fields: object) -> str:
 def load_progress(path: str | Path, expected: str, shape: tuple[int, int]) -> PartialCounts | None:
     """The saved counts when they belong to this job (`expected` fingerprint, units x classes `shape`,
     integer counts); None when there are none. A stale or unreadable file is logged and ignored."""
+    sizes = {"halves": 2, "units": shape[0], "classes": shape[1]}
+    shapes = {key: tuple(sizes[dim] for dim in dims) for key, dims in PARTIAL_SHAPES.items()}
+    saved = load_saved_arrays(path, expected, shapes)
+    return None if saved is None else PartialCounts(saved[0], *(saved[1][key] for key in PARTIAL_SHAPES))
+
+
+def load_saved_arrays(
+    path: str | Path, expected: str, shapes: dict[str, tuple[int, ...]]
+) -> tuple[int, dict[str, np.ndarray]] | None:
+    """(images done, arrays) of a progress file when it belongs to this job (`expected` fingerprint)
+    and holds integer arrays of the given `shapes`; None otherwise, a stale or unreadable file logged."""
     path = Path(path)
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as saved:
             found = str(saved["fingerprint"])
-            partial = PartialCounts(int(saved["images_done"]), *(saved[key] for key in PARTIAL_SHAPES))
+            images_done = int(saved["images_done"])
+            arrays = {key: saved[key] for key in shapes}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         log.warning("ignoring unreadable progress file %s (%s): starting from image 0", path, error)
         return None
     if found != expected:
         log.warning("ignoring progress file %s of another job configuration: starting from image 0", path)
         return None
-    sizes = {"halves": 2, "units": shape[0], "classes": shape[1]}
-    for key, dims in PARTIAL_SHAPES.items():
-        array = getattr(partial, key)
-        if array.shape != tuple(sizes[dim] for dim in dims) or array.dtype.kind not in "iu":
+    for key, shape in shapes.items():
+        array = arrays[key]
+        if array.shape != shape or array.dtype.kind not in "iu":
             log.warning(
                 "ignoring progress file %s whose %s is not %s integer counts: starting from image 0",
                 path,
                 key,
-                " x ".join(str(sizes[dim]) for dim in dims),
+                " x ".join(str(size) for size in shape),
             )
             return None
-    return partial
+    return images_done, arrays
 
 
 class ProgressSaver:
@@ -125,15 +136,16 @@ class ProgressSaver:
         return time.monotonic() - self.last >= self.every_seconds
 
     def save(self, partial: PartialCounts) -> None:
+        self.save_arrays(partial.images_done, {key: getattr(partial, key) for key in PARTIAL_SHAPES})
+
+    def save_arrays(self, images_done: int, arrays: dict[str, np.ndarray]) -> None:
+        """Save the arrays of the first `images_done` images (any job's progress, e.g. predictions)."""
         with atomic_path(self.path) as tmp, open(tmp, "wb") as handle:
             np.savez(
-                handle,
-                fingerprint=np.array(self.fingerprint),
-                images_done=np.array(partial.images_done),
-                **{key: getattr(partial, key) for key in PARTIAL_SHAPES},
+                handle, fingerprint=np.array(self.fingerprint), images_done=np.array(images_done), **arrays
             )
         self.last = time.monotonic()
-        log.info("saved progress: %d images done (%s)", partial.images_done, self.path.name)
+        log.info("saved progress: %d images done (%s)", images_done, self.path.name)
 
     def finish(self) -> None:
         """The job's output is written: its progress is no longer needed."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -147,10 +147,15 @@ def claims_digest(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_markdown(
-    models: pd.DataFrame, claims: pd.DataFrame, seeds: pd.DataFrame, cumulative: pd.DataFrame
+    models: pd.DataFrame,
+    claims: pd.DataFrame,
+    seeds: pd.DataFrame,
+    cumulative: pd.DataFrame,
+    machines: Sequence[str] = (),
 ) -> str:
     """results/summary.md, rendered from claims.tsv: accuracies, a verdict per claim with its
-    reason, then each claim's comparisons with test, estimate, CI, replicates and verdict."""
+    reason, then each claim's comparisons with test, estimate, CI, replicates and verdict; last,
+    the `machines` the models were trained on (`machine_lines`)."""
     headline = claims[claims.comparison == "all comparisons"]
     claim_rows = pd.DataFrame(
         {
@@ -189,24 +194,42 @@ def summary_markdown(
             " images and evaluated on the other, then the halves are swapped; the table averages both.",
             markdown_table(digest, digits=2),
         ]
+    if machines:
+        parts += [
+            "## Where these numbers were computed",
+            "Reruns are bit-identical on the same machine and software build; on another CPU, GPU or"
+            " library build the kernels round differently, and the numbers are statistically"
+            " equivalent, not identical (docs/reliability.md, Reproducibility). The models were"
+            " trained on:",
+            "\n".join(f"- {line}" for line in machines),
+        ]
     return "\n\n".join(parts) + "\n"
 
 
-def with_model(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
-    """A model's table with its model, variant and seed columns (`meta`: its metadata JSON)."""
-    return table.assign(model=meta["model"], variant=meta["variant"], seed=meta["seed"])
+def machine_lines(metas: Iterable[dict]) -> list[str]:
+    """One line per distinct machine and build in the models' metadata (`machine`), with the models
+    trained there; models without the record are listed as not recorded."""
+    groups: dict[str, list[str]] = {}
+    for meta in metas:
+        machine = meta.get("machine")
+        line = machine_line(machine) if isinstance(machine, dict) else "not recorded (older metadata)"
+        groups.setdefault(line, []).append(str(meta.get("model", "?")))
+    return [f"{line}: {len(models)} model(s), {', '.join(models)}" for line, models in groups.items()]
 
 
-def model_table(metas: Iterable[dict]) -> pd.DataFrame:
-    """The summary's table of models: model, variant, seed and test accuracy, one row per metadata JSON."""
-    return pd.DataFrame(
-        [
-            {
-                "model": m["model"],
-                "variant": m["variant"],
-                "seed": m["seed"],
-                "test accuracy (%)": m["test_accuracy"],
-            }
-            for m in metas
-        ]
-    )
+def machine_line(machine: dict) -> str:
+    """A `runtime.machine.machine_description` record as one line."""
+
+    def get(key: str) -> str:
+        return str(machine.get(key, "unknown"))
+
+    blas = get("blas") + (f" {get('mkl')}" if get("mkl") != "unknown" else "")
+    parts = [
+        f"{get('cpu_model')} ({get('cpu_id')}; {get('cpu_capability')} kernels)",
+        f"torch {get('torch_build')}",
+        f"BLAS {blas}",
+        f"oneDNN {get('onednn')}",
+    ]
+    if "gpu_model" in machine:
+        parts.append(f"GPU {get('gpu_model')} (driver {get('gpu_driver')}, CUDA {get('cuda')})")
+    return ", ".join(parts)

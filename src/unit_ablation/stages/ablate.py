@@ -31,6 +31,7 @@ from unit_ablation.runtime.device import (
     choose_device,
     software_versions,
 )
+from unit_ablation.runtime.machine import machine_description
 from unit_ablation.spec.layer_spec import parse_layer_spec
 from unit_ablation.spec.model_classes import model_module
 from unit_ablation.workflow.code_hash import stage_code_hash
@@ -113,6 +114,7 @@ def ablate_chunk_to_file(
         "eval_split": eval_split,
         "resumed_at_image": 0 if resumed is None else resumed.images_done,
         **software_versions(),
+        "machine": machine_description(torch_device),
     }
     metadata = stamped("ablation chunk", metadata)
     with atomic_path(output) as tmp, open(tmp, "wb") as handle:

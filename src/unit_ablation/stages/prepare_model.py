@@ -18,6 +18,7 @@ from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.models.from_spec import build_from_spec
 from unit_ablation.models.training import accuracy as test_accuracy
 from unit_ablation.runtime.device import choose_device, set_precision, software_versions
+from unit_ablation.runtime.machine import machine_description
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def prepare_pretrained_to_file(
         "device": str(torch_device),
         "precision": precision,
         **software_versions(),
+        "machine": machine_description(torch_device),
     }
     metadata = stamped("model metadata", metadata)
     save_checkpoint(model.cpu(), checkpoint_path, metadata)

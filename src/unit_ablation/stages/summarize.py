@@ -14,6 +14,7 @@ from unit_ablation.analysis.verdicts import Criteria
 from unit_ablation.files.formats import read_model_metadata
 from unit_ablation.files.writing import atomic_path, write_tsv
 from unit_ablation.report.summary import (
+    machine_lines,
     model_table,
     seed_statistics,
     summary_markdown,
@@ -63,4 +64,8 @@ def summarize_to_file(
         else pd.DataFrame()
     )
     with atomic_path(markdown_output) as tmp:
-        Path(tmp).write_text(summary_markdown(model_table(metas.values()), claims, seeds, cumulative))
+        Path(tmp).write_text(
+            summary_markdown(
+                model_table(metas.values()), claims, seeds, cumulative, machine_lines(metas.values())
+            )
+        )

@@ -18,6 +18,7 @@ from unit_ablation.files.writing import atomic_path
 from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.models.training import TrainConfig, accuracy, train_model
 from unit_ablation.runtime.device import software_versions
+from unit_ablation.runtime.machine import machine_description
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def train_to_checkpoint(
         "train_seconds": round(seconds, 1),
         "threads": threads,
         **software_versions(),
+        "machine": machine_description("cpu"),
     }
     metadata = stamped("model metadata", metadata)
     save_checkpoint(model, checkpoint_path, metadata)

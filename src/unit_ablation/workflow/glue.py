@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from unit_ablation.runtime import termination
 from unit_ablation.runtime.allocator import keep_freed_memory
 from unit_ablation.runtime.progress import log_to_file
 from unit_ablation.runtime.warm_start import is_warm_child
@@ -16,8 +17,13 @@ log = logging.getLogger("unit_ablation")
 
 
 def run_stage(job: Any, function: Callable[..., Any], **kwargs: Any) -> Any:
-    """Call `function(**kwargs)` with logging to the job's log file; failures are logged, then raised."""
+    """Call `function(**kwargs)` with logging to the job's log file; failures are logged, then raised.
+
+    SIGTERM stops the stage (`runtime.termination`): the job exits with status 143 after its
+    resumable loops saved their progress, and leaves no partial output.
+    """
     log_to_file(job.log[0] if len(job.log) else None)
+    termination.install()
     torch = sys.modules.get("torch")  # imported by the stage's module when it computes with torch
     if torch is not None:
         # the rule's thread count, not one per core: jobs side by side would oversubscribe the
@@ -34,6 +40,9 @@ def run_stage(job: Any, function: Callable[..., Any], **kwargs: Any) -> Any:
     start = time.perf_counter()
     try:
         result = function(**kwargs)
+    except termination.Terminated as stop:
+        log.error("rule %s %s (after %.1f s)", job.rule, stop, time.perf_counter() - start)
+        raise SystemExit(termination.EXIT_CODE) from None
     except Exception:
         log.exception("rule %s failed", job.rule)
         raise

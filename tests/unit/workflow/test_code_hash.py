@@ -30,7 +30,7 @@ def test_closure_follows_imports_through_modules(package):
     package_dir = package / "unit_ablation"
     closure = module_closure(package / "plot_layer.py", package_dir)
     names = {path.relative_to(package_dir).as_posix() for path in closure}
-    # plot_layer.py imports warm_start, glue (which imports allocator) and its stage, which
+    # plot_layer.py imports warm_start, glue (which imports allocator and termination) and its stage, which
     # imports layer_figures and style; layer_figures imports correlation; each subpackage's
     # __init__ runs first
     assert {
@@ -38,6 +38,7 @@ def test_closure_follows_imports_through_modules(package):
         "workflow/__init__.py",
         "workflow/glue.py",
         "runtime/__init__.py",
+        "runtime/termination.py",
         "runtime/allocator.py",
         "runtime/progress.py",
         "runtime/warm_start.py",
