@@ -15,6 +15,7 @@ FAULT_FILES = (
     "tests/robustness/test_untrusted_checkpoints.py",
     "tests/robustness/test_resume.py",
     "tests/robustness/test_termination.py",
+    "tests/robustness/test_disk_full.py",
     "tests/robustness/test_interrupted_runs.py",
 )
 ROW = re.compile(r"^\|(?P<fault>[^|]+)\|(?P<outcome>[^|]+)\|\s*`(?P<test>tests/[\w/]+\.py::\w+)`\s*\|$")

@@ -22,22 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
 from unit_ablation.engine.counts import HALF_ARRAYS
 from unit_ablation.engine.options import AblationOptions
 from unit_ablation.engine.resume import progress_path
-from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.runtime.termination import EXIT_CODE
 from unit_ablation.stages.ablate import ablate_chunk_to_file
 from unit_ablation.stages.cumulative import cumulative_to_file
 from unit_ablation.stages.extract import extract_to_file
-from unit_ablation.stages.gather import gather_to_files
 from unit_ablation.stages.train import train_to_checkpoint
 
 from support.paths import PROJECT_ROOT
-from support.synthetic import synthetic_images, write_idx
 
 ARRAYS = ("units", "broken", "fixed", "n", "correct", *HALF_ARRAYS)
 UNITS = list(range(8))
@@ -66,26 +61,6 @@ from unit_ablation.stages.{module} import {function} as stage
 job = types.SimpleNamespace(log=[{log!r}], threads=1, rule={rule!r}, wildcards={{}})
 run_stage(job, stage, **{kwargs})
 """
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory, _trained_models) -> dict[str, Path]:
-    """A data set (100 test images), a trained checkpoint and its conv5 class damage table."""
-    root = tmp_path_factory.mktemp("termination")
-    for name, (count, seed) in {"train": (400, 1), "t10k": (100, 2)}.items():
-        images, labels = synthetic_images(count, seed=seed)
-        write_idx(root / f"{name}-images-idx3-ubyte.gz", images[:, 0])
-        write_idx(root / f"{name}-labels-idx1-ubyte.gz", labels)
-    dataset, model = root / "data.npz", root / "model.pt"
-    prepare_fashion_mnist(root, dataset, heldout_size=50, seed=0)
-    save_checkpoint(_trained_models[False], model, {})
-    chunk = root / "chunk.npz"
-    ablate_chunk_to_file(
-        model, dataset, chunk, "conv5", list(range(_trained_models[False].unit_count("conv5")))
-    )
-    classes = root / "classes.tsv"
-    gather_to_files([chunk], dataset, classes, root / "units.tsv")
-    return {"dataset": dataset, "model": model, "classes": classes}
 
 
 def run_until_terminated(tmp_path: Path, rule: str, module: str, function: str, kwargs: str) -> str:

@@ -106,7 +106,8 @@ def test_extract_refuses_the_checkpoint_and_writes_nothing(tmp_path, idx_folder)
     assert not output.parent.exists() or list(output.parent.iterdir()) == []
 
 
-PROTOCOLS = [2, 4, 5]  # torch.save's default; 4 and 5 add opcodes (FRAME, STACK_GLOBAL) torch's loader refuses
+# torch.save's default, and two that add opcodes (FRAME, STACK_GLOBAL) torch's loader refuses
+PROTOCOLS = [2, 4, 5]
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import tempfile
@@ -14,9 +15,25 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+# a write that fails for lack of space: the disk is full, or the user's quota is used up
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A result could not be written for lack of space; the message names the output, the errno
+    and the space left. Nothing was left under the output's name, and its temporary is removed."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[str]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds.
+
+    A write that fails with ENOSPC or EDQUOT raises DiskFullError naming `path`, the errno and the
+    free space (statvfs); nothing is left under the final name and the temporary is removed.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
@@ -28,9 +45,49 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as error:
+        if error.errno in DISK_FULL and not isinstance(error, DiskFullError):
+            raise disk_full_error(target, error) from error
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def disk_full_error(target: Path, error: OSError) -> DiskFullError:
+    """The DiskFullError for a failed write of `target`: its path, the errno and the space left."""
+    name = errno.errorcode.get(error.errno, str(error.errno))
+    try:
+        stat = os.statvfs(target.parent)
+        free = f"{_size(stat.f_bavail * stat.f_frsize)} free of {_size(stat.f_blocks * stat.f_frsize)}"
+    except OSError:
+        free = "free space unknown"
+    quota = " (a disk quota: see `quota -s`)" if error.errno == errno.EDQUOT else ""
+    return DiskFullError(
+        error.errno,
+        f"{target}: cannot write the result: [Errno {error.errno}] {name} {os.strerror(error.errno)}"
+        f"{quota}; {free} on the filesystem of {target.parent} (statvfs). Nothing was written under"
+        " this name; free some space and rerun",
+    )
+
+
+def _size(count: float) -> str:
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    while count >= 1024 and len(units) > 1:
+        count, units = count / 1024, units[1:]
+    return f"{count:.1f} {units[0]}"
+
+
+@contextlib.contextmanager
+def written_together(*paths: str | Path) -> Iterator[None]:
+    """A stage's several outputs, each written atomically in the block: when the block fails (a full
+    disk at the second file, say) the ones already written are removed, so none or all are left."""
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            Path(path).unlink(missing_ok=True)
+        raise
 
 
 def remove_stale_temporaries(target: Path) -> None:

@@ -24,8 +24,9 @@ def save_checkpoint(model: nn.Module, path: str | Path, metadata: dict[str, Any]
         "state_dict": model.state_dict(),
         "metadata_json": json.dumps(metadata, sort_keys=True),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # through a Python file: a full disk then raises OSError (ENOSPC), not torch's RuntimeError
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

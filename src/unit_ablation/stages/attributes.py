@@ -10,7 +10,7 @@ import torch
 
 from unit_ablation.analysis.attributes import load_activations, unit_attributes
 from unit_ablation.files.safe_load import CorruptFileError
-from unit_ablation.files.writing import write_tsv
+from unit_ablation.files.writing import write_tsv, written_together
 from unit_ablation.models.checkpoint import check_num_classes, load_model
 from unit_ablation.spec.layer_spec import parse_layer_spec
 
@@ -66,5 +66,6 @@ def attributes_to_files(
         int((per_unit.orientation < 0).sum()),
         float(per_unit.class_selectivity.median()),
     )
-    write_tsv(per_unit, units_output)
-    write_tsv(per_class, classes_output)
+    with written_together(units_output, classes_output):
+        write_tsv(per_unit, units_output)
+        write_tsv(per_class, classes_output)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from unit_ablation.analysis.agreement import layer_agreement
 from unit_ablation.analysis.correlation import layer_correlations
-from unit_ablation.files.writing import write_tsv
+from unit_ablation.files.writing import write_tsv, written_together
 
 log = logging.getLogger(__name__)
 
@@ -61,5 +61,6 @@ def correlate_to_file(
                 "%s: selectivity vs %s: rho=%.3f (p=%.3g)", layer_spec, r.damage, r.spearman_rho, r.spearman_p
             )
         tables.append(table)
-    write_tsv(pd.concat(tables, ignore_index=True), output)
-    write_tsv(pd.DataFrame(agreements), agreement_output)
+    with written_together(output, agreement_output):
+        write_tsv(pd.concat(tables, ignore_index=True), output)
+        write_tsv(pd.DataFrame(agreements), agreement_output)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from unit_ablation.analysis.damage import FDR_METHODS, class_table, load_chunks, unit_table
 from unit_ablation.data.loading import load_class_names
-from unit_ablation.files.writing import write_tsv
+from unit_ablation.files.writing import write_tsv, written_together
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,9 @@ def gather_to_files(
             f" has {len(class_names)}"
         )
     units = unit_table(counts, class_names, damage_thresholds, fdr_alpha, fdr_method)
-    write_tsv(class_table(counts, class_names, fdr_alpha, fdr_method), classes_output)
-    write_tsv(units, units_output)
+    with written_together(classes_output, units_output):
+        write_tsv(class_table(counts, class_names, fdr_alpha, fdr_method), classes_output)
+        write_tsv(units, units_output)
     log.info(
         "%d units: median overall drop %.3f, median max class drop %.2f points (max %.2f); "
         "%d unit-class pairs significantly hurt (BH over %s p-values at %g)",

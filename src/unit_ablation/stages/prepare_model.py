@@ -13,7 +13,7 @@ import torch
 
 from unit_ablation.data.loading import load_dataset
 from unit_ablation.files.formats import stamped
-from unit_ablation.files.writing import atomic_path
+from unit_ablation.files.writing import atomic_path, written_together
 from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.models.from_spec import build_from_spec
 from unit_ablation.models.training import accuracy as test_accuracy
@@ -103,7 +103,8 @@ def prepare_pretrained_to_file(
         "machine": machine_description(torch_device),
     }
     metadata = stamped("model metadata", metadata)
-    save_checkpoint(model.cpu(), checkpoint_path, metadata)
-    with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
-        json.dump(metadata, handle, indent=2, sort_keys=True)
+    with written_together(checkpoint_path, metadata_path):
+        save_checkpoint(model.cpu(), checkpoint_path, metadata)
+        with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
+            json.dump(metadata, handle, indent=2, sort_keys=True)
     return metadata

@@ -14,7 +14,7 @@ import torch
 
 from unit_ablation.data.loading import load_dataset
 from unit_ablation.files.formats import stamped
-from unit_ablation.files.writing import atomic_path
+from unit_ablation.files.writing import atomic_path, written_together
 from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.models.training import TrainConfig, accuracy, train_model
 from unit_ablation.runtime.device import software_versions
@@ -66,7 +66,8 @@ def train_to_checkpoint(
         "machine": machine_description("cpu"),
     }
     metadata = stamped("model metadata", metadata)
-    save_checkpoint(model, checkpoint_path, metadata)
-    with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
-        json.dump(metadata, handle, indent=2, sort_keys=True)
+    with written_together(checkpoint_path, metadata_path):
+        save_checkpoint(model, checkpoint_path, metadata)
+        with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
+            json.dump(metadata, handle, indent=2, sort_keys=True)
     return metadata
