@@ -233,3 +233,23 @@ def machine_line(machine: dict) -> str:
     if "gpu_model" in machine:
         parts.append(f"GPU {get('gpu_model')} (driver {get('gpu_driver')}, CUDA {get('cuda')})")
     return ", ".join(parts)
+
+
+def with_model(table: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """A model's table with its model, variant and seed columns (`meta`: its metadata JSON)."""
+    return table.assign(model=meta["model"], variant=meta["variant"], seed=meta["seed"])
+
+
+def model_table(metas: Iterable[dict]) -> pd.DataFrame:
+    """The summary's table of models: model, variant, seed and test accuracy, one row per metadata JSON."""
+    return pd.DataFrame(
+        [
+            {
+                "model": m["model"],
+                "variant": m["variant"],
+                "seed": m["seed"],
+                "test accuracy (%)": m["test_accuracy"],
+            }
+            for m in metas
+        ]
+    )
