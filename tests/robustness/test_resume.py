@@ -89,11 +89,11 @@ sys.path.insert(0, {src!r})
 from unit_ablation.engine import resume
 from unit_ablation.engine.options import AblationOptions
 from unit_ablation.stages.ablate import ablate_chunk_to_file
-save = resume.ProgressSaver.save
-def slow_save(self, partial):
-    save(self, partial)
+save = resume.ProgressSaver.save_arrays
+def slow_save(self, images_done, arrays):
+    save(self, images_done, arrays)
     time.sleep(0.3)
-resume.ProgressSaver.save = slow_save
+resume.ProgressSaver.save_arrays = slow_save
 ablate_chunk_to_file({model!r}, {dataset!r}, {output!r}, save_seconds=0, **{chunk!r})
 """
 

@@ -23,7 +23,7 @@ from unit_ablation.analysis.damage import balanced_class_accuracy
 from unit_ablation.engine.delta import Delta
 from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
 from unit_ablation.engine.layer_hooks import edited_logits
-from unit_ablation.engine.resume import ProgressSaver, load_saved_arrays
+from unit_ablation.engine.resume import ProgressSaver, load_saved_arrays, save_or_stop
 from unit_ablation.runtime import termination
 from unit_ablation.runtime.device import image_batches
 from unit_ablation.runtime.progress import Progress
@@ -145,7 +145,7 @@ def set_predictions(
         else load_saved_arrays(saver.path, saver.fingerprint, {PREDICTIONS: predictions.shape})
     )
     if saved is not None:
-        start, predictions = saved[0], saved[1][PREDICTIONS].astype(np.int16)
+        start, predictions = saved[0], saved[1][PREDICTIONS]
         log.info("resuming at image %d of %d", start, len(images))
         progress.update(start, note="from the saved progress")
     with termination.deferred():  # SIGTERM: finish the batch, save, stop (a rerun resumes)
@@ -155,9 +155,7 @@ def set_predictions(
             start += len(x)
             if start == len(images):
                 break
-            if saver is not None and (saver.due() or termination.requested()):
-                saver.save_arrays(start, {PREDICTIONS: predictions})
-            termination.stop_if_requested(f"image {start} of {len(images)}")
+            save_or_stop(saver, start, len(images), lambda: {PREDICTIONS: predictions})
     return predictions.astype(np.int64)
 
 

@@ -19,6 +19,7 @@ from unit_ablation.engine.options import DEFAULT_OPTIONS, AblationOptions
 from unit_ablation.engine.resume import (
     PartialCounts,
     ProgressSaver,
+    save_or_stop,
 )
 from unit_ablation.engine.selection import CHECK_IMAGES, choose_engine
 from unit_ablation.engine.values import prepare_ablation
@@ -148,12 +149,7 @@ def ablate_units(
         for done in count_batches(engine, batches, units, values, totals, progress):
             if done == len(images):
                 break  # the last batch: finish the job even when asked to stop
-            stopping = termination.requested()
-            if saver is not None and (saver.due() or stopping):
-                saver.save(PartialCounts(done, **totals.numpy()))
-            if stopping:
-                saved = "its progress saved" if saver is not None else "nothing saved"
-                termination.stop_if_requested(f"image {done} of {len(images)}, {saved}")
+            save_or_stop(saver, done, len(images), totals.numpy)
     return totals.finished(
         units, plan=engine.plan, head_seconds=engine.head_seconds, head_flops=engine.executed_flops
     )

@@ -15,12 +15,14 @@ import json
 import logging
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from unit_ablation.files.writing import atomic_path
+from unit_ablation.runtime import termination
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +152,16 @@ class ProgressSaver:
     def finish(self) -> None:
         """The job's output is written: its progress is no longer needed."""
         self.path.unlink(missing_ok=True)
+
+
+def save_or_stop(
+    saver: ProgressSaver | None, done: int, total: int, arrays: Callable[[], dict[str, np.ndarray]]
+) -> None:
+    """After a batch of a resumable loop: save `arrays()` when the saver is due or SIGTERM arrived
+    (`runtime.termination`, inside `deferred()`), then raise Terminated if it did."""
+    stopping = termination.requested()
+    if saver is not None and (saver.due() or stopping):
+        saver.save_arrays(done, arrays())
+    if stopping:
+        saved = "its progress saved" if saver is not None else "nothing saved"
+        termination.stop_if_requested(f"image {done} of {total}, {saved}")

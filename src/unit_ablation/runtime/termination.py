@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
-_state = {"installed": False, "deferring": 0, "requested": False}
+_state = {"deferring": 0, "requested": False}
 
 
 class Terminated(Exception):  # noqa: N818 - named for what happened, as KeyboardInterrupt is
@@ -33,7 +33,7 @@ def install() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     signal.signal(signal.SIGTERM, _on_sigterm)
-    _state.update(installed=True, requested=False)
+    _state["requested"] = False
 
 
 def requested() -> bool:
