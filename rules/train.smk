@@ -2,8 +2,8 @@ rule train:
     input:
         dataset=STUDY.dataset,
     output:
+        # one file: a cached entry of several files can be left half stored (docs/clusters.md)
         model="results/models/{model}.pt",
-        metadata="results/models/{model}.json",
     log:
         "results/logs/train/{model}.log",
     wildcard_constraints:
@@ -19,3 +19,20 @@ rule train:
         train=lambda wildcards: STUDY.train_params(wildcards.model),
     script:
         "../scripts/train.py"
+
+
+rule model_metadata:
+    input:
+        model="results/models/{model}.pt",
+    output:
+        "results/models/{model}.json",
+    log:
+        "results/logs/model_metadata/{model}.log",
+    wildcard_constraints:
+        model=name_pattern(STUDY.trained),
+    conda:
+        "../envs/torch.yaml"
+    params:
+        code=STUDY.code("model_metadata.py"),
+    script:
+        "../scripts/model_metadata.py"

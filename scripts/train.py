@@ -12,7 +12,7 @@ run_stage(
     train_to_checkpoint,
     dataset_path=snakemake.input.dataset,
     checkpoint_path=snakemake.output.model,
-    metadata_path=snakemake.output.metadata,
+    metadata_path=None,  # the model_metadata rule writes it from the checkpoint
     model_name=snakemake.params.model,
     variant=snakemake.params.variant,
     train=snakemake.params.train,

@@ -199,7 +199,7 @@ def summary_markdown(
             "## Where these numbers were computed",
             "Reruns are bit-identical on the same machine and software build; on another CPU, GPU or"
             " library build the kernels round differently, and the numbers are statistically"
-            " equivalent, not identical (docs/reliability.md, Reproducibility). The models were"
+            " equivalent, not identical (docs/reliability.md, Determinism). The models were"
             " trained on:",
             "\n".join(f"- {line}" for line in machines),
         ]

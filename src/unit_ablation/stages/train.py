@@ -26,15 +26,15 @@ log = logging.getLogger(__name__)
 def train_to_checkpoint(
     dataset_path: str | Path,
     checkpoint_path: str | Path,
-    metadata_path: str | Path,
+    metadata_path: str | Path | None,
     model_name: str,
     variant: str,
     train: dict[str, Any],
     threads: int = 1,
 ) -> dict[str, Any]:
     """Train one model variant with the schedule `train` (`TrainConfig` fields: the config's `train`
-    with the variant's overrides, its width, dropout, BN and seed) and write its checkpoint and
-    metadata JSON."""
+    with the variant's overrides, its width, dropout, BN and seed) and write its checkpoint (which
+    holds the metadata) and, unless `metadata_path` is None, the metadata JSON."""
     train_config = TrainConfig(**train)
     torch.set_num_threads(max(1, threads))
     dataset = load_dataset(dataset_path)
@@ -66,8 +66,9 @@ def train_to_checkpoint(
         "machine": machine_description("cpu"),
     }
     metadata = stamped("model metadata", metadata)
-    with written_together(checkpoint_path, metadata_path):
+    with written_together(checkpoint_path, *([metadata_path] if metadata_path else [])):
         save_checkpoint(model, checkpoint_path, metadata)
-        with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
-            json.dump(metadata, handle, indent=2, sort_keys=True)
+        if metadata_path is not None:
+            with atomic_path(metadata_path) as tmp, open(tmp, "w") as handle:
+                json.dump(metadata, handle, indent=2, sort_keys=True)
     return metadata

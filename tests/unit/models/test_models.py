@@ -93,3 +93,27 @@ def test_bn_folded_weights_are_the_effective_linear_maps():
     # conv5 is read by fc6 (no BN after it): raw weights per unit and pool5 position
     fc6 = model.classifier.fc6.weight
     assert torch.equal(model.outgoing_weight("conv5"), fc6.view(fc6.shape[0], units["conv5"], 9))
+
+
+def test_model_metadata_stage_writes_the_json_train_would_write(tmp_path, idx_folder):
+    """`train` caches only its checkpoint; `model_metadata` writes the same JSON from it, byte for byte."""
+    from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
+    from unit_ablation.files.safe_load import CorruptFileError
+    from unit_ablation.stages.model_metadata import model_metadata_to_file
+    from unit_ablation.stages.train import train_to_checkpoint
+
+    dataset = tmp_path / "data.npz"
+    prepare_fashion_mnist(idx_folder, dataset, heldout_size=50, seed=0)
+    schedule = {"epochs": 1, "batch_size": 50, "width": 0.25, "seed": 0}
+    metadata = train_to_checkpoint(
+        dataset, tmp_path / "m.pt", tmp_path / "direct.json", "m", "baseline", schedule
+    )
+    written = model_metadata_to_file(tmp_path / "m.pt", tmp_path / "m.json")
+    assert written == metadata and "machine" in written
+    assert (tmp_path / "m.json").read_bytes() == (tmp_path / "direct.json").read_bytes()
+    train_to_checkpoint(dataset, tmp_path / "only.pt", None, "m", "baseline", schedule)
+    assert sorted(p.name for p in tmp_path.glob("only*")) == ["only.pt"]
+    save_checkpoint(build_model(width=0.25), tmp_path / "bare.pt", {})  # no format version
+    with pytest.raises(CorruptFileError, match="bare.pt"):
+        model_metadata_to_file(tmp_path / "bare.pt", tmp_path / "bare.json")
+    assert not (tmp_path / "bare.json").exists()
