@@ -35,7 +35,7 @@ STUDY_AGGREGATES = {
     "summarize",
     "record_config",
 }
-UPSTREAM_OF_ABLATION = {"prepare_data", "train", "extract", "attributes"}
+UPSTREAM_OF_ABLATION = {"prepare_data", "train", "model_metadata", "extract", "attributes"}
 
 
 def dry_run(workdir: Path, config: dict | None = None, snakefile: Path | None = None, *args: str) -> set[Job]:
