@@ -42,6 +42,10 @@ BINARIES = [
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_RUN_DIR = Path("/run/munge")
 MEMORY_MARGIN_MB = 2048  # left to the system when declaring the node's RealMemory
+URGENT_PARTITION = "urgent"  # preempts the default partition's jobs (see write_config)
+GRACE_TIME_S = 20  # from a preempted job's SIGTERM to its SIGKILL
+REQUEUE_WAIT_S = 5  # cred_expire: how long a requeued job waits before it starts again
+PARTITION_LIMITS = "MaxTime=INFINITE State=UP"
 
 
 class SlurmUnavailable(RuntimeError):
@@ -86,7 +90,8 @@ class SlurmCluster:
     def stop(self) -> None:
         """Cancel this cluster's jobs, then stop the daemons started here (slurmd, slurmctld, munged)."""
         if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
-            self.run("scancel", "--full", f"--partition={self.partition}", timeout=15)
+            for partition in (self.partition, URGENT_PARTITION):
+                self.run("scancel", "--full", f"--partition={partition}", timeout=15)
         for name in ("slurmd", "slurmctld", "munged"):
             process = self.processes.get(name)
             if process is None or process.poll() is not None:
@@ -236,7 +241,16 @@ JobCompType=jobcomp/none
 MinJobAge=600
 ReturnToService=2
 NodeName={node} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={node_memory_mb()} State=UNKNOWN
-PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
+# Preemption as on a cluster with a preemptible partition: a job in `{URGENT_PARTITION}` (higher
+# PriorityTier) that needs the node preempts the jobs of `{partition}`. They get SIGTERM at once,
+# SIGKILL after GraceTime seconds, and go back in the queue under the same job ID. A requeued job
+# waits cred_expire seconds (default 120) before it starts again.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+JobRequeue=1
+AuthInfo=cred_expire={REQUEUE_WAIT_S}
+PartitionName={partition} Nodes={node} Default=YES {PARTITION_LIMITS} PriorityTier=1 GraceTime={GRACE_TIME_S}
+PartitionName={URGENT_PARTITION} Nodes={node} {PARTITION_LIMITS} PriorityTier=2 PreemptMode=OFF
 """
     )
     return conf
@@ -291,7 +305,7 @@ def _wait_until_idle(cluster: SlurmCluster, timeout: float) -> None:
                 raise RuntimeError(f"{name} exited with {process.returncode}\n{cluster.logs()}")
         result = cluster.run("sinfo", "--noheader", "--Node", "--format=%T", timeout=10)
         state = result.stdout.strip() or result.stderr.strip()
-        if result.returncode == 0 and state == "idle":
+        if result.returncode == 0 and set(state.split()) == {"idle"}:  # a line per partition
             return
         time.sleep(0.5)
     raise RuntimeError(f"the SLURM node was not idle within {timeout} s (sinfo: {state!r})\n{cluster.logs()}")

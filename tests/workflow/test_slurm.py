@@ -3,12 +3,15 @@
 The first tests load profiles/slurm the way `snakemake --workflow-profile profiles/slurm` does and
 build sbatch calls with snakemake-executor-plugin-slurm's own functions. The integration tests
 start a one-node SLURM cluster on this machine (tests/support/slurm_cluster.py: root and Debian packages
-needed, skipped otherwise) and run the workflow through it with profiles/slurm-test.
+needed, skipped otherwise) and run the workflow through it with profiles/slurm-test: once as is,
+once with a job that fails once, and once with running ablate jobs requeued, signalled and
+preempted by SLURM.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import yaml
 from snakemake.cli import parse_args
@@ -201,12 +205,12 @@ def slurm_snakemake(cluster: SlurmCluster, workdir: Path, *args: str) -> subproc
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env=cluster.env)
 
 
-def small_config(path: Path) -> None:
+def small_config(path: Path, chunk_size: int = 16, **ablation: int) -> None:
     """The tiny config cut to one model, one layer (2 ablation chunks), no rotations, no cumulative."""
     config = yaml.safe_load((TINY_CONFIG).read_text())
     config["variants"] = {"baseline": config["variants"]["baseline"]}
     config["analysis"].update(layers=["conv5"], rotation_seeds=[])
-    config["ablation"]["chunk_size"] = 16  # conv5 has 32 units at width 0.5
+    config["ablation"].update(chunk_size=chunk_size, **ablation)  # conv5 has 32 units at width 0.5
     config["correlation"].update(resamples=20, permutations=20)
     config["cumulative"]["layers"] = []
     path.write_text(yaml.safe_dump(config))
@@ -305,3 +309,129 @@ def test_retry_gets_the_grown_resources_from_the_scheduler(slurm_cluster, tmp_pa
     assert (first["JobState"], second["JobState"]) == ("FAILED", "COMPLETED")
     assert (first["TimeLimit"], second["TimeLimit"]) == ("00:02:00", "00:04:00")
     assert (first["MinMemoryNode"], second["MinMemoryNode"]) == ("200M", "400M")
+
+
+# In every ablate job of the preemption test: log this package's records to events.log, prefixed
+# "<SLURM job ID>.<pid>", and after each batch's progress report touch a marker of that name and
+# wait, so that the test can signal a job in the middle of its loop.
+SLOW_ABLATION = """
+import logging, os, pathlib, sys, time
+folder = os.environ.get("PREEMPT_TEST_EVENTS")
+if folder and sys.argv[0].endswith(".ablate.py"):
+    sys.path.insert(0, os.environ["PREEMPT_TEST_SRC"])
+    from unit_ablation.runtime import progress
+    name = f"{os.environ.get('SLURM_JOB_ID', 'none')}.{os.getpid()}"
+    events = logging.FileHandler(pathlib.Path(folder) / "events.log")
+    events.setFormatter(logging.Formatter(f"{name} %(message)s"))
+    logging.getLogger("unit_ablation").addHandler(events)
+    report = progress.Progress.update
+    def slow_update(self, *args, **kwargs):
+        report(self, *args, **kwargs)
+        (pathlib.Path(folder) / name).touch()
+        time.sleep(0.5)
+    progress.Progress.update = slow_update
+"""
+PREEMPT_MODEL = "fmnist-alexnet-baseline-s0"
+PREEMPT_CHUNKS = {"0-10": range(0, 11), "11-21": range(11, 22), "22-31": range(22, 32)}  # chunk_size 11
+STOPPED = re.compile(
+    r"^(\S+) rule ablate stopped by SIGTERM after image (\d+) of (\d+), its progress saved", re.M
+)
+RESUMED = re.compile(r"^(\S+) resuming at image (\d+) of (\d+)$", re.M)
+
+
+def running_ablations(events: Path, count: int, seen: set[str], timeout: float = 300) -> list[str]:
+    """Wait until `count` ablate processes not in `seen` are in their loop; their "<job ID>.<pid>"."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = sorted(p.name for p in events.iterdir() if p.name != "events.log" and p.name not in seen)
+        if len(names) >= count:
+            return names[:count]
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} new ablate jobs in their loop within {timeout} s: {sorted(seen)}")
+
+
+def job_record(cluster: SlurmCluster, jobid: str) -> dict[str, str]:
+    """`scontrol show job` of one job (of one array task, not the whole array)."""
+    (record,) = (record for record in job_fields(cluster, jobid) if record["JobId"] == jobid)
+    return record
+
+
+@pytest.mark.integration
+def test_requeued_signalled_and_preempted_ablation_jobs_resume_to_identical_counts(slurm_cluster, tmp_path):
+    """SIGTERM from SLURM three ways, to ablate jobs in the middle of their loop: `scontrol requeue`
+    (the job goes back in the queue under its ID), `scancel --signal=TERM` (the job fails and
+    Snakemake's retry runs it again) and preemption by a job of the urgent partition (GraceTime > 0:
+    the job saves, ends, fails, and is retried). Every stopped job saved its progress, its next run
+    resumed there, the workflow completes, and its counts and table equal an uninterrupted run's."""
+    from unit_ablation.engine.counts import HALF_ARRAYS
+    from unit_ablation.engine.options import AblationOptions
+    from unit_ablation.stages.ablate import ablate_chunk_to_file
+    from unit_ablation.stages.gather import gather_to_files
+
+    from support.slurm_cluster import URGENT_PARTITION
+
+    workdir, events, hooks = tmp_path / "run", tmp_path / "events", tmp_path / "hooks"
+    for folder in (workdir, events, hooks, tmp_path / "profile"):
+        folder.mkdir()
+    small_config(workdir / "config.yaml", chunk_size=11, batch_size=10)  # 3 chunks of 30 batches
+    (hooks / "sitecustomize.py").write_text(SLOW_ABLATION)
+    profile = yaml.safe_load((TEST_PROFILE / "profile.yaml").read_text())
+    profile["retries"] = 2  # a chunk may be signalled, then preempted
+    (tmp_path / "profile" / "profile.yaml").write_text(yaml.safe_dump(profile))
+    env = {
+        **slurm_cluster.env,
+        "PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "PREEMPT_TEST_EVENTS": str(events),
+        "PREEMPT_TEST_SRC": str(PROJECT_ROOT / "src"),
+    }
+    table = f"results/{PREEMPT_MODEL}/ablation/conv5.units.tsv"
+    command = [SNAKEMAKE, "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--directory", str(workdir)]
+    command += ["--configfile", str(workdir / "config.yaml"), "--workflow-profile", str(tmp_path / "profile")]
+    with open(tmp_path / "snakemake.log", "w") as log:
+        run = subprocess.Popen([*command, table], stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        requeued, signalled = running_ablations(events, 2, seen=set())
+        for action in (("scontrol", "requeue"), ("scancel", "--signal=TERM")):
+            jobid = (requeued if action[0] == "scontrol" else signalled).split(".")[0]
+            result = slurm_cluster.run(*action, jobid)
+            assert result.returncode == 0, (action, result.stderr)
+        # a job that started since (the requeued one, the retry or the third chunk), then the node
+        # is wanted by a higher-priority partition: every ablate job on it is preempted
+        (preempted,) = running_ablations(events, 1, seen={requeued, signalled})
+        urgent = slurm_cluster.run("sbatch", "--parsable", f"--partition={URGENT_PARTITION}", "--exclusive",
+                                   "--wrap", "sleep 1")  # fmt: skip
+        assert urgent.returncode == 0, urgent.stderr
+        run.wait(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    output = (tmp_path / "snakemake.log").read_text()
+    assert run.returncode == 0, output[-5000:]
+
+    # the scheduler's view: back in the queue under its ID; failed and retried; preempted and failed
+    assert int(job_record(slurm_cluster, requeued.split(".")[0])["Restarts"]) >= 1
+    assert job_record(slurm_cluster, signalled.split(".")[0])["JobState"] == "FAILED"
+    assert job_record(slurm_cluster, preempted.split(".")[0])["JobState"] == "FAILED"
+    assert job_record(slurm_cluster, urgent.stdout.strip())["JobState"] == "COMPLETED"
+    # every stopped job saved its progress and a later run of its chunk resumed there
+    text = (events / "events.log").read_text()
+    stops = {name: (int(done), int(total)) for name, done, total in STOPPED.findall(text)}
+    resumes = {(int(done), int(total)) for _, done, total in RESUMED.findall(text)}
+    assert {requeued, signalled, preempted} <= set(stops), text
+    assert set(stops.values()) <= resumes, text
+    assert all(0 < done < total for done, total in stops.values()), stops
+
+    # counts and table equal to an uninterrupted computation of the same chunks here
+    results = workdir / "results"
+    model, dataset = results / "models" / f"{PREEMPT_MODEL}.pt", results / "data" / "fashion-mnist.npz"
+    options = AblationOptions(batch_size=10, units_per_pass=8, device="cpu")
+    whole = []
+    for chunk, units in PREEMPT_CHUNKS.items():
+        whole.append(tmp_path / "whole" / f"{chunk}.npz")
+        ablate_chunk_to_file(model, dataset, whole[-1], "conv5", list(units), options=options)
+        run_chunk = results / PREEMPT_MODEL / "ablation" / "chunks" / "conv5" / f"{chunk}.npz"
+        with np.load(run_chunk) as resumed, np.load(whole[-1]) as uninterrupted:
+            for name in ("units", "broken", "fixed", "n", "correct", *HALF_ARRAYS):
+                np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=f"{chunk} {name}")
+    gather_to_files(whole, dataset, tmp_path / "classes.tsv", tmp_path / "units.tsv")
+    assert (workdir / table).read_bytes() == (tmp_path / "units.tsv").read_bytes()
