@@ -2,7 +2,9 @@
 
 `start_cluster(folder)` installs Debian's slurmctld, slurmd, slurm-client and munge when they are
 missing, starts munged (unless one already answers), writes slurm.conf under `folder`, starts
-slurmctld and slurmd on free ports with that file and waits until the node is idle. Clients
+slurmctld and slurmd on free ports with that file and waits until the node is idle. The default
+partition is preemptible: a job of the `urgent` partition that needs the node preempts its jobs
+(`PreemptMode=REQUEUE`, `GraceTime` seconds between SIGTERM and SIGKILL). Clients
 (sbatch, squeue, scontrol, Snakemake's SLURM plugin) find the cluster through `SLURM_CONF`, which
 `SlurmCluster.env` sets. Inside jobs, snakemake-executor-plugin-slurm-jobstep (0.6.1) removes every
 SLURM_* variable but a few from the environment of its `srun`, SLURM_CONF included, so srun would
