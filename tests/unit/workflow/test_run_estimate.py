@@ -8,6 +8,7 @@ import pytest
 from unit_ablation.spec.cost import job_seconds, train_flops
 from unit_ablation.workflow.run_estimate import (
     JOB_START_SECONDS,
+    MEAN_OVER_SLOWEST_RATE,
     OTHER_JOB_SECONDS,
     TRAIN_GFLOPS_PER_THREAD,
     PlannedJob,
@@ -40,7 +41,10 @@ def test_each_kind_of_job_is_costed_by_the_cost_model():
     assert estimate.train == pytest.approx(
         train_flops(images, epochs, width) / (TRAIN_GFLOPS_PER_THREAD * 1e9)
     )
-    ablate = job_seconds(24, plan.evaluation_images(), "conv4@rot0", width, config["ablation"]["gflops"])
+    # ablation: the cost model at the engine's mean rate, which is above `gflops`, the slowest layer's
+    gflops = config["ablation"]["gflops"] * MEAN_OVER_SLOWEST_RATE
+    assert MEAN_OVER_SLOWEST_RATE > 1
+    ablate = job_seconds(24, plan.evaluation_images(), "conv4@rot0", width, gflops)
     assert estimate.ablate == pytest.approx(ablate + JOB_START_SECONDS)
     assert estimate.other == pytest.approx(3 * (OTHER_JOB_SECONDS + JOB_START_SECONDS))  # 1 + 2 threads
     assert estimate.jobs == {"train": 1, "ablate": 1, "other": 2}
