@@ -32,7 +32,7 @@ from snakemake_executor_plugin_slurm.utils import set_gres_string
 from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
 from support.paths import TINY_CONFIG
-from support.slurm_cluster import SlurmCluster, SlurmUnavailable, start_cluster
+from support.slurm_cluster import URGENT_PARTITION, SlurmCluster, SlurmUnavailable, start_cluster
 from support.workflow_runs import PROJECT_ROOT, SNAKEMAKE, scheduled_jobs
 
 CLUSTER_PROFILE = PROJECT_ROOT / "profiles" / "slurm"
@@ -312,8 +312,8 @@ def test_retry_gets_the_grown_resources_from_the_scheduler(slurm_cluster, tmp_pa
 
 
 # In every ablate job of the preemption test: log this package's records to events.log, prefixed
-# "<SLURM job ID>.<pid>", and after each batch's progress report touch a marker of that name and
-# wait, so that the test can signal a job in the middle of its loop.
+# "<SLURM job ID>.<pid>", and after each batch's progress report write "<images done> <total>" to a
+# marker of that name and wait, so that the test can signal a job in the middle of its loop.
 SLOW_ABLATION = """
 import logging, os, pathlib, sys, time
 folder = os.environ.get("PREEMPT_TEST_EVENTS")
@@ -327,7 +327,7 @@ if folder and sys.argv[0].endswith(".ablate.py"):
     report = progress.Progress.update
     def slow_update(self, *args, **kwargs):
         report(self, *args, **kwargs)
-        (pathlib.Path(folder) / name).touch()
+        (pathlib.Path(folder) / name).write_text(f"{self.done} {self.total}")
         time.sleep(0.5)
     progress.Progress.update = slow_update
 """
@@ -339,11 +339,19 @@ STOPPED = re.compile(
 RESUMED = re.compile(r"^(\S+) resuming at image (\d+) of (\d+)$", re.M)
 
 
+def in_first_half(marker: Path) -> bool:
+    """Whether the marker's process has done at most half its images (False while it is written)."""
+    done_total = marker.read_text().split()
+    return len(done_total) == 2 and 2 * int(done_total[0]) <= int(done_total[1])
+
+
 def running_ablations(events: Path, count: int, seen: set[str], timeout: float = 300) -> list[str]:
-    """Wait until `count` ablate processes not in `seen` are in their loop; their "<job ID>.<pid>"."""
+    """Wait until `count` ablate processes not in `seen` are in the first half of their loop (so that
+    a signal reaches them before they finish); their "<job ID>.<pid>"."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        names = sorted(p.name for p in events.iterdir() if p.name != "events.log" and p.name not in seen)
+        markers = [m for m in sorted(events.iterdir()) if m.name != "events.log" and m.name not in seen]
+        names = [marker.name for marker in markers if in_first_half(marker)]
         if len(names) >= count:
             return names[:count]
         time.sleep(0.2)
@@ -368,8 +376,6 @@ def test_requeued_signalled_and_preempted_ablation_jobs_resume_to_identical_coun
     from unit_ablation.stages.ablate import ablate_chunk_to_file
     from unit_ablation.stages.gather import gather_to_files
 
-    from support.slurm_cluster import URGENT_PARTITION
-
     workdir, events, hooks = tmp_path / "run", tmp_path / "events", tmp_path / "hooks"
     for folder in (workdir, events, hooks, tmp_path / "profile"):
         folder.mkdir()
@@ -380,7 +386,7 @@ def test_requeued_signalled_and_preempted_ablation_jobs_resume_to_identical_coun
     (tmp_path / "profile" / "profile.yaml").write_text(yaml.safe_dump(profile))
     env = {
         **slurm_cluster.env,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")])),
         "PREEMPT_TEST_EVENTS": str(events),
         "PREEMPT_TEST_SRC": str(PROJECT_ROOT / "src"),
     }
