@@ -397,9 +397,8 @@ def test_requeued_signalled_and_preempted_ablation_jobs_resume_to_identical_coun
         run = subprocess.Popen([*command, table], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         requeued, signalled = running_ablations(events, 2, seen=set())
-        for action in (("scontrol", "requeue"), ("scancel", "--signal=TERM")):
-            jobid = (requeued if action[0] == "scontrol" else signalled).split(".")[0]
-            result = slurm_cluster.run(*action, jobid)
+        for action, name in ((("scontrol", "requeue"), requeued), (("scancel", "--signal=TERM"), signalled)):
+            result = slurm_cluster.run(*action, name.split(".")[0])
             assert result.returncode == 0, (action, result.stderr)
         # a job that started since (the requeued one, the retry or the third chunk), then the node
         # is wanted by a higher-priority partition: every ablate job on it is preempted
