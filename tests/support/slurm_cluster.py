@@ -46,7 +46,8 @@ MUNGE_RUN_DIR = Path("/run/munge")
 MEMORY_MARGIN_MB = 2048  # left to the system when declaring the node's RealMemory
 URGENT_PARTITION = "urgent"  # preempts the default partition's jobs (see write_config)
 GRACE_TIME_S = 20  # from a preempted job's SIGTERM to its SIGKILL
-REQUEUE_WAIT_S = 5  # cred_expire: how long a requeued job waits before it starts again
+REQUEUE_WAIT_S = 10  # cred_expire: how long a requeued job waits before it starts again, and how long
+# a job step's credential lasts (srun must launch the step within it, also on a busy machine)
 PARTITION_LIMITS = "MaxTime=INFINITE State=UP"
 
 
