@@ -46,8 +46,9 @@ report: "report/workflow.rst"
 
 
 onstart:
-    log_ablation_estimates()
+    probe = start_speed_probe()
     start_warm_server()
+    log_ablation_estimates(probe)
 
 
 onsuccess:

@@ -8,7 +8,7 @@ from unit_ablation.spec.layer_spec import (
     LAYER_SPEC_PATTERN,
     parse_layer_spec,
 )
-from unit_ablation.runtime import warm_start
+from unit_ablation.runtime import speed_probe, warm_start
 from unit_ablation.workflow.run_estimate import PlannedJob, estimate_run
 from unit_ablation.workflow.study import (
     Study,
@@ -53,11 +53,23 @@ def stop_warm_server():
     warm_start.stop_server()
 
 
-def log_ablation_estimates():
+def start_speed_probe():
+    """A local run that trains or ablates measures this machine's speed for its run estimate
+    (unit_ablation.runtime.speed_probe) in a subprocess, beside the warm-start server's imports.
+    Returns the process, or None where there is nothing to measure.
+    """
+    if workflow.non_local_exec or not workflow.resource_settings.cores:
+        return None
+    rules = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    return speed_probe.start(CHECKOUT / "src") if rules & {"train", "ablate"} else None
+
+
+def log_ablation_estimates(probe=None):
     """At the start of a run: the cost model's estimate of every layer's ablate jobs, and a warning
     when cluster jobs would be shorter than 10 minutes (schedulers handle many tiny jobs badly).
     A local run also gets the estimate of its wall time: training, ablation and the other jobs
-    it is about to run (unit_ablation.workflow.run_estimate).
+    it is about to run (unit_ablation.workflow.run_estimate), at the speed `probe` measured
+    (start_speed_probe).
     """
     lines, short_jobs = STUDY.ablation_estimates()
     for line in lines:
@@ -70,4 +82,5 @@ def log_ablation_estimates():
             PlannedJob(job.rule.name, dict(job.wildcards_dict), job.threads)
             for job in workflow.dag.needrun_jobs()
         ]
-        logger.info(estimate_run(STUDY, jobs).line(cores))
+        gflops = None if probe is None else speed_probe.read(probe)
+        logger.info(estimate_run(STUDY, jobs, gflops).line(cores))

@@ -34,7 +34,9 @@ use rule * from unit_ablation
 
 
 onstart:
+    probe = unit_ablation.start_speed_probe()
     unit_ablation.start_warm_server()
+    unit_ablation.log_ablation_estimates(probe)
 
 
 onsuccess:

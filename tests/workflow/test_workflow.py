@@ -95,6 +95,20 @@ def test_logs_have_progress_and_nothing_left_to_do(tiny_run):
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
 
 
+def test_the_run_logs_its_estimate_at_this_machines_measured_speed(tiny_run):
+    logs = sorted((tiny_run / ".snakemake" / "log").glob("*.snakemake.log"))
+    run_log = next(path.read_text() for path in logs if "Finished job" in path.read_text())
+    estimate = re.search(
+        r"run estimate: about \d+ min on \d+ core\(s\): train [\d.]+ min \(2 jobs\), "
+        r"ablate [\d.]+ min \((\d+) jobs\), "
+        r".*\(cost model at this machine's speed, ([\d.]+) x the reference;",
+        run_log,
+    )
+    assert estimate, run_log[:3000]
+    assert int(estimate.group(1)) == len(list((tiny_run / "results" / "logs" / "ablate").rglob("*.log")))
+    assert float(estimate.group(2)) > 0
+
+
 def test_summary_has_a_row_per_claim_from_the_runs_own_tables(tiny_run):
     from unit_ablation.analysis.verdicts import CLAIMS
 

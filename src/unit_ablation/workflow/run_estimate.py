@@ -2,15 +2,19 @@
 costed by the torch-free cost model (`spec.cost`), packed onto the run's cores.
 
 - **train**: `cost.train_flops` at `TRAIN_GFLOPS_PER_THREAD` per thread.
-- **ablate**: `cost.job_seconds` at `ablation.gflops` x `MEAN_OVER_SLOWEST_RATE` (the job's own
-  threads), plus the start of the job. `ablation.gflops` is the slowest layer's rate, so that
-  chunks sized by it stay within their target; over a study's jobs the engine runs faster.
+- **ablate**: `cost.job_seconds` plus the start of the job. On the CPU, at `ENGINE_OVER_PROBE`
+  times the measured speed (below) per thread. On a GPU, or when the speed was not measured, at
+  `ablation.gflops` x `MEAN_OVER_SLOWEST_RATE` per job: `ablation.gflops` is the slowest layer's
+  rate, so that chunks sized by it stay within their target, and over a study's jobs the engine
+  runs faster.
 - **every other job** (prepare, extract, attributes, gather, correlate, plots, report, ...):
   `OTHER_JOB_SECONDS` per thread, the mean over the default study's other jobs.
 
-The constants were measured on a 2-core Xeon with AMX (bf16 training), the default study, warm
-started; docs/running.md has the measurements. The wall time is the sum of the jobs' core-seconds
-over the cores: it assumes the cores stay busy, which holds for studies of many jobs.
+The constants were measured on the reference machine (docs/running.md has the measurements), warm
+started. On another machine the run measures its speed first (`runtime.speed_probe`: one thread
+on the engine's main convolution) and every time above is scaled by the reference machine's rate
+over this one's. The wall time is the sum of the jobs' core-seconds over the cores: it assumes
+the cores stay busy, which holds for studies of many jobs.
 """
 
 from __future__ import annotations
@@ -24,14 +28,19 @@ from unit_ablation.spec.cost import job_seconds, train_flops
 if TYPE_CHECKING:
     from unit_ablation.workflow.study import Study
 
-TRAIN_GFLOPS_PER_THREAD = 90.0  # 1-thread jobs, bf16 autocast (default); 2-thread jobs: about 65 each
-JOB_START_SECONDS = 0.3  # a warm-started job, from Snakemake's start to the stage and back
-# The engine's mean rate over the ablate jobs of a study, relative to `ablation.gflops` (the slowest
-# layer's rate, for chunk sizing): configs/full.yaml's 40 jobs of one network (conv3 to conv5, four
-# bases, zero and mean) took 1,182 s of job time for 47,700 GFLOP of cost-model FLOPs, two 1-thread
-# jobs at a time: 40 GFLOP/s, 1.6 x the default 25.
+# Measured on the reference machine, a 2-core AMD EPYC (Zen 4) VM, warm started: the default
+# study's `make run` and one network of configs/full.yaml (docs/running.md, Run estimate).
+REFERENCE_PROBE_GFLOPS = 100.0  # runtime.speed_probe there (98-102)
+TRAIN_GFLOPS_PER_THREAD = 100.0  # 1-thread jobs two at a time, bf16 autocast (default)
+JOB_START_SECONDS = 0.25  # from Snakemake's start of a job to its stage and back
+# The engine's mean rate over a study's CPU ablate jobs as a share of the probe's rate: the
+# cost-model FLOPs of configs/full.yaml's 24 ablate jobs of one network over their seconds in the
+# stage, two 1-thread jobs at a time (59 GFLOP/s at a probe of 103).
+ENGINE_OVER_PROBE = 0.58
+# Without a measured speed, or on a GPU: the engine's mean rate relative to `ablation.gflops`
+# (the slowest layer's rate, for chunk sizing), as measured on a 2-core Xeon (Sapphire Rapids).
 MEAN_OVER_SLOWEST_RATE = 1.6
-OTHER_JOB_SECONDS = 2.5  # mean in-job seconds of the default study's jobs other than train and ablate
+OTHER_JOB_SECONDS = 2.0  # mean seconds in the stage of the jobs other than train and ablate
 FASHION_MNIST_TRAIN = 60_000  # training images of Fashion-MNIST, the held-out set included
 
 
@@ -53,6 +62,7 @@ class RunEstimate:
     other: float = 0.0
     jobs: dict[str, int] = field(default_factory=lambda: {"train": 0, "ablate": 0, "other": 0})
     unknown: int = 0  # ablate jobs the cost model does not know (pretrained models, unknown plans)
+    probe_gflops: float | None = None  # this machine's measured speed (None: not measured)
 
     def wall_seconds(self, cores: int) -> float:
         return (self.train + self.ablate + self.other) / max(1, cores)
@@ -64,10 +74,16 @@ class RunEstimate:
         def part(kind: str, seconds: float) -> str:
             return f"{kind} {seconds / 60 / max(1, cores):.1f} min ({self.jobs[kind]} jobs)"
 
+        if self.probe_gflops is None:
+            speed = "at the reference machine's speed, this one's not measured"
+        else:
+            speed = (
+                f"at this machine's speed, {self.probe_gflops / REFERENCE_PROBE_GFLOPS:.2f} x the reference"
+            )
         text = (
             f"run estimate: about {minutes:.0f} min on {cores} core(s): "
             f"{part('train', self.train)}, {part('ablate', self.ablate)}, "
-            f"{part('other', self.other)} (cost model; docs/running.md, Run estimate)"
+            f"{part('other', self.other)} (cost model {speed}; docs/running.md, Run estimate)"
         )
         if self.unknown:
             text += f"; {self.unknown} ablate job(s) the cost model does not know (pretrained) not included"
@@ -79,13 +95,19 @@ def train_images(data: dict) -> int:
     return int(data.get("train_size") or FASHION_MNIST_TRAIN - int(data["heldout_size"]))
 
 
-def estimate_run(study: Study, jobs: Iterable[PlannedJob]) -> RunEstimate:
-    """Core-seconds of `jobs` for the study (the target rule `all` does no work)."""
+def estimate_run(study: Study, jobs: Iterable[PlannedJob], probe_gflops: float | None = None) -> RunEstimate:
+    """Core-seconds of `jobs` for the study (the target rule `all` does no work), on a machine whose
+    `runtime.speed_probe` measured `probe_gflops` (None: the reference machine's speed)."""
     config = study.config
     width = float(config["model"]["width"])
-    gflops = float(config["ablation"]["gflops"]) * MEAN_OVER_SLOWEST_RATE
+    slowdown = 1.0 if probe_gflops is None else REFERENCE_PROBE_GFLOPS / probe_gflops
+    on_cpu = probe_gflops is not None and not study.ablation_gpus()
+    if on_cpu:  # per thread
+        gflops = probe_gflops * ENGINE_OVER_PROBE
+    else:  # the job's rate, whatever its threads
+        gflops = float(config["ablation"]["gflops"]) * MEAN_OVER_SLOWEST_RATE
     images = study.evaluation_images()
-    estimate = RunEstimate()
+    estimate = RunEstimate(probe_gflops=probe_gflops)
     for job in jobs:
         threads = max(1, int(job.threads))
         if job.rule == "all":
@@ -93,7 +115,7 @@ def estimate_run(study: Study, jobs: Iterable[PlannedJob]) -> RunEstimate:
         if job.rule == "train":
             params = study.train_params(job.wildcards["model"])
             flops = train_flops(train_images(config["data"]), params["epochs"], width)
-            estimate.train += flops / (TRAIN_GFLOPS_PER_THREAD * 1e9)
+            estimate.train += flops / (TRAIN_GFLOPS_PER_THREAD * 1e9) * slowdown
             estimate.jobs["train"] += 1
         elif job.rule == "ablate":
             if job.wildcards["model"] not in study.trained:
@@ -103,13 +125,14 @@ def estimate_run(study: Study, jobs: Iterable[PlannedJob]) -> RunEstimate:
             units = last - first + 1
             spec, plan = job.wildcards["layer_spec"], config["ablation"]["plan"]
             try:
-                seconds = job_seconds(units, images, spec, width, gflops, plan)
+                rate = gflops * threads if on_cpu else gflops
+                seconds = job_seconds(units, images, spec, width, rate, plan)
             except ValueError:  # a layer or plan the cost model does not know: named as left out
                 estimate.unknown += 1
                 continue
-            estimate.ablate += (seconds + JOB_START_SECONDS) * threads
+            estimate.ablate += (seconds + JOB_START_SECONDS * slowdown) * threads
             estimate.jobs["ablate"] += 1
         else:
-            estimate.other += (OTHER_JOB_SECONDS + JOB_START_SECONDS) * threads
+            estimate.other += (OTHER_JOB_SECONDS + JOB_START_SECONDS) * slowdown * threads
             estimate.jobs["other"] += 1
     return estimate

@@ -7,9 +7,11 @@ import pytest
 
 from unit_ablation.spec.cost import job_seconds, train_flops
 from unit_ablation.workflow.run_estimate import (
+    ENGINE_OVER_PROBE,
     JOB_START_SECONDS,
     MEAN_OVER_SLOWEST_RATE,
     OTHER_JOB_SECONDS,
+    REFERENCE_PROBE_GFLOPS,
     TRAIN_GFLOPS_PER_THREAD,
     PlannedJob,
     estimate_run,
@@ -19,6 +21,7 @@ from unit_ablation.workflow.run_estimate import (
 from support.studies import pretrained, study
 
 TRAINED = ["fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0"]
+WIDTH = study().config["model"]["width"]
 
 
 def test_each_kind_of_job_is_costed_by_the_cost_model():
@@ -53,6 +56,38 @@ def test_each_kind_of_job_is_costed_by_the_cost_model():
     line = estimate.line(2)
     assert line.startswith(f"run estimate: about {total / 2 / 60:.0f} min on 2 core(s): train ")
     assert "(1 jobs)" in line and "not included" not in line
+    assert "(cost model at the reference machine's speed, this one's not measured;" in line
+
+
+JOBS = [
+    PlannedJob("train", {"model": TRAINED[0]}),
+    PlannedJob("ablate", {"model": TRAINED[0], "layer_spec": "conv3@rot0", "chunk": "0-23"}, threads=2),
+    PlannedJob("gather", {"model": TRAINED[0], "layer_spec": "conv3@rot0"}),
+]
+
+
+@pytest.mark.parametrize("speed", [0.5, 2.0])
+def test_a_measured_speed_scales_every_job_and_sets_the_cpu_engine_rate(speed):
+    plan = study(lambda c: c["ablation"].update(device="cpu"))
+    reference = estimate_run(plan, JOBS)
+    probe = REFERENCE_PROBE_GFLOPS * speed  # a machine `speed` times as fast as the reference
+    measured = estimate_run(plan, JOBS, probe)
+    assert measured.train == pytest.approx(reference.train / speed)
+    assert measured.other == pytest.approx(reference.other / speed)
+    # the engine runs at a share of the probe's one-thread rate, on each of the job's 2 threads
+    engine = job_seconds(24, plan.evaluation_images(), "conv3@rot0", WIDTH, 2 * probe * ENGINE_OVER_PROBE)
+    assert measured.ablate == pytest.approx(2 * (engine + JOB_START_SECONDS / speed))
+    assert f"(cost model at this machine's speed, {speed:.2f} x the reference;" in measured.line(2)
+
+
+def test_on_a_gpu_the_ablation_keeps_the_configured_rate_and_the_rest_is_scaled():
+    plan = study(lambda c: c["ablation"].update(device="cuda"))
+    reference = estimate_run(plan, JOBS)
+    measured = estimate_run(plan, JOBS, REFERENCE_PROBE_GFLOPS / 2)
+    assert measured.train == pytest.approx(2 * reference.train)
+    rate = plan.config["ablation"]["gflops"] * MEAN_OVER_SLOWEST_RATE  # per job, whatever its threads
+    engine = job_seconds(24, plan.evaluation_images(), "conv3@rot0", WIDTH, rate)
+    assert measured.ablate == pytest.approx(2 * (engine + 2 * JOB_START_SECONDS))
 
 
 def test_a_faster_device_shortens_only_the_ablation():
