@@ -16,7 +16,10 @@ __all__ = ["AblationEngine", "ablate_directions", "is_out_of_memory", "memory_bu
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CPU_BUDGET_MB = 256
+# Under glibc's 32 MB mmap threshold, so that a process without the workflow's allocator setting
+# (`runtime.allocator`: a notebook calling `ua.ablate`) does not fault in every pass's copies
+# afresh: 256 MB cost it 13-33% on conv3, conv4 and rotated conv5 (docs/engine.md).
+DEFAULT_CPU_BUDGET_MB = 32
 
 
 def memory_budget_bytes(device: torch.device, budget_mb: float | None) -> int:

@@ -20,7 +20,7 @@ class AblationOptions:
     value: str = "zero"  # "zero", or "mean": each unit's mean over the mean images
     batch_size: int = 500  # images per trunk pass
     units_per_pass: int | None = None  # ablated copies per pass; None: as many as memory_mb allows
-    memory_mb: float | None = None  # memory for ablated copies; None: 256 MB on CPU, half the free GPU memory
+    memory_mb: float | None = None  # memory for ablated copies; None: 32 MB on CPU, half the free GPU memory
     plan: str = "auto"  # auto (the fastest exact plan), closed-form, delta or head-replay
     device: str | torch.device = "cpu"
     precision: str = "exact"  # exact (fp32, TF32 off) or fast (TF32 on GPUs that have it)
