@@ -2,9 +2,10 @@
 
 `python -m unit_ablation.runtime.speed_probe` prints the GFLOP/s of one thread on a 3x3 fp32
 convolution shaped as the ablation engine runs the default model's conv5 for conv3 (channels-last,
-96 to 64 channels on an 8 x 8 region): the best of 20 calls of about 10 ms. It takes about 2 s,
-most of it importing torch. `workflow.run_estimate` scales the costs it measured on its reference
-machine by this rate over the reference machine's.
+96 to 64 channels on an 8 x 8 region): the best of 20 calls of about 10 ms. It takes about 3 s,
+most of it importing torch. (`tools.bench.matmul_peak_gflops` measures a square matmul on every
+thread instead: the ceiling, not what a 1-thread ablate job runs.) `workflow.run_estimate` scales
+the costs it measured on its reference machine by this rate over the reference machine's.
 
 The run starts it in a subprocess (`start`) beside the warm-start server, so that the main
 Snakemake process never imports torch, and reads it (`read`) when it logs the estimate.
@@ -12,17 +13,17 @@ Snakemake process never imports torch, and reads it (`read`) when it logs the es
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from unit_ablation.runtime.warm_start import one_thread_environment
+
 BATCH = 256
 CHANNELS_IN, CHANNELS_OUT, SIZE = 96, 64, 8  # output 6 x 6
 FLOPS_PER_CALL = 2.0 * BATCH * (SIZE - 2) ** 2 * CHANNELS_IN * 9 * CHANNELS_OUT
 PROBE_TIMEOUT_S = 60.0
-_ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def measure(calls: int = 20) -> float:
@@ -47,11 +48,9 @@ def measure(calls: int = 20) -> float:
 
 def start(src_dir: str | Path) -> subprocess.Popen:
     """Start the probe in its own one-thread process; `read` gives its result."""
-    python_path = [str(src_dir), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {**os.environ, **_ONE_THREAD, "PYTHONPATH": os.pathsep.join(python_path)}
     return subprocess.Popen(
         [sys.executable, "-m", "unit_ablation.runtime.speed_probe"],
-        env=env,
+        env=one_thread_environment(src_dir),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -76,9 +76,7 @@ def start_server(src_dir: str | Path, preload: tuple[str, ...] = DEFAULT_PRELOAD
     # AF_UNIX paths are short (108 bytes), so not under the workflow directory; mode 0700
     folder = tempfile.mkdtemp(prefix="ua-warm-")
     path = os.path.join(folder, "socket")
-    python_path = [str(src_dir), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path)}
-    env.update(dict.fromkeys(SINGLE_THREAD_ENV, "1"))
+    env = one_thread_environment(src_dir)
     env.pop(SERVER_VARIABLE, None)
     _server = subprocess.Popen(
         [sys.executable, "-m", "unit_ablation.runtime.warm_server", path, str(os.getpid()), *preload],
@@ -89,6 +87,15 @@ def start_server(src_dir: str | Path, preload: tuple[str, ...] = DEFAULT_PRELOAD
         {"socket": path, "pid": _server.pid, "owner": os.getpid(), "prefix": sys.prefix}
     )
     return True
+
+
+def one_thread_environment(src_dir: str | Path) -> dict[str, str]:
+    """This process's environment for a helper process (the server, `speed_probe`): this package's
+    `src_dir` first on PYTHONPATH, and the BLAS and OpenMP libraries at one thread."""
+    python_path = [str(src_dir), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path)}
+    env.update(dict.fromkeys(SINGLE_THREAD_ENV, "1"))
+    return env
 
 
 def stop_server() -> None:
