@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
+from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 
 from unit_ablation.files.writing import atomic_path  # noqa: E402
 from unit_ablation.spec.layer_spec import parse_layer_spec  # noqa: E402
@@ -110,12 +111,16 @@ def save_figure(figure: plt.Figure, outputs: Sequence[PathLike] | PathLike, dpi:
     """
     try:
         paths = _as_outputs(outputs)
+        # constrained layout already fits every artist into the figure; measuring the tight box
+        # again costs a sixth of a many-panel figure's time
+        fitted = isinstance(figure.get_layout_engine(), ConstrainedLayoutEngine)
+        bbox = None if fitted else "tight"
         with plt.rc_context(STYLE):
             for path in paths:
                 suffix = path.suffix.lstrip(".").lower()
                 metadata = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(suffix)
                 with atomic_path(path) as tmp:
-                    figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format=suffix, metadata=metadata)
+                    figure.savefig(tmp, dpi=dpi, bbox_inches=bbox, format=suffix, metadata=metadata)
                 # the layout the first format computed serves the others: constrained layout's
                 # solver is a quarter of a many-panel figure's drawing time
                 figure.set_layout_engine("none")
