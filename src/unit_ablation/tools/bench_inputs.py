@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from unit_ablation.data.dataset import to_float
 from unit_ablation.data.loading import load_dataset
 from unit_ablation.models.checkpoint import load_model
 from unit_ablation.models.fashion_alexnet import build_model
+from unit_ablation.runtime.device import device_batch
 
 DEFAULT_CHECKPOINT = Path("results/models/fmnist-alexnet-baseline-s0.pt")
 DEFAULT_DATASET = Path("results/data/fashion-mnist.npz")
@@ -38,7 +38,8 @@ def standardise_last_layer(model: nn.Module, last: nn.Linear, images: np.ndarray
     ablation changes a prediction; standardised, predictions vary between images.
     """
     with torch.no_grad():
-        logits = model(torch.from_numpy(to_float(images[:256])))
+        x, _ = device_batch(images[:256], None, last.weight.device)
+        logits = model(x)
         std = logits.std(0).clamp_min(1e-6)
         last.weight.div_(std.unsqueeze(1))
         last.bias.copy_((last.bias - logits.mean(0)) / std)
