@@ -80,9 +80,8 @@ def device_batch(
         pinned.numpy()[...] = images
         raw = pinned.to(device, non_blocking=True)
         x = _byte_floats(device).index_select(0, raw.view(-1).int()).view(raw.shape)
-    elif device.type == "cuda":
-        x = torch.from_numpy(to_float(images)).pin_memory().to(device, non_blocking=True)
     else:
-        x = torch.from_numpy(to_float(images)).to(device)
+        x = torch.from_numpy(to_float(images))
+        x = x.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else x.to(device)
     y = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
     return x, y
