@@ -101,13 +101,22 @@ def measure(
     }
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--images", type=int, default=50_000)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--units", type=int, help="the first N conv5 units (default: all 256)")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--images", type=_positive, default=50_000)
+    parser.add_argument(
+        "--size", type=_positive, default=224, help="image side in pixels (AlexNet: 63 or more)"
+    )
+    parser.add_argument("--units", type=_positive, help="the first N conv5 units (default: all 256)")
+    parser.add_argument("--batch-size", type=_positive, default=500)
     parser.add_argument("--cache", help="folder for the synthetic cache (default: a temporary one)")
     parser.add_argument("--output", help="also write the JSON object here")
     args = parser.parse_args(argv)

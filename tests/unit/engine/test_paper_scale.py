@@ -59,6 +59,12 @@ def test_the_command_writes_its_measurement(tmp_path, capsys):
     assert row["plan"] == "delta" and not row["tf32"] and row["engine_s"] > 0
 
 
+def test_the_command_names_a_count_that_is_not_positive(capsys):
+    with pytest.raises(SystemExit):
+        paper_scale.main(["--device", "cpu", "--images", "0"])
+    assert "--images: 0 is not a positive integer" in capsys.readouterr().err
+
+
 @needs_cuda
 def test_a_uint8_batch_reaches_cuda_as_the_cpus_floats():
     images = np.random.default_rng(0).integers(0, 256, size=(7, 3, 9, 9), dtype=np.uint8)
