@@ -73,7 +73,7 @@ def measure(
     labels: np.ndarray,
     model: torch.nn.Module,
     units: int | None,
-    device: str,
+    device: torch.device,
     batch_size: int,
 ) -> dict:
     """Time `ablate_units` on every image for the first `units` conv5 units (None: all), exact."""
@@ -84,11 +84,10 @@ def measure(
     start = time.perf_counter()
     counts = ablate_units(model, LAYER, images, labels, chosen, CLASSES, None, options)
     seconds = time.perf_counter() - start
-    torch_device = choose_device(device)
     return {
         "model": "alexnet (random init, last layer standardised)",
         "layer": LAYER,
-        "device": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": "exact (fp32, TF32 off)",
         "tf32": torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32,
         "images": len(images),
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         images, labels = write_synthetic_cache(args.cache or scratch, args.images, args.size, device)
         cache_s = time.perf_counter() - started
         model = standardised_alexnet(images, device)
-        row = measure(images, labels, model, args.units, str(device), args.batch_size)
+        row = measure(images, labels, model, args.units, device, args.batch_size)
         row["cache_s"] = round(cache_s, 2)
         del images
     print(json.dumps(row), flush=True)
