@@ -4,9 +4,10 @@ A floor-mode 2x2 max-pool after a 7x7 map reads 6x6 of it, so the conv before it
 compute the last row and column (AlexNet's conv5 before pool5: 36 of 49 positions). A
 `CroppedTail` runs a sequential tail (ReLU, eval BatchNorm, dropout, stride-1 Conv2d with zero
 padding, 2x2 max-pool, flatten, Linear) on a region of its input, in channels-last memory, where
-these convolutions are fastest on CPU. The region may extend past the input's edges into the next
-convolution's zero padding; the plan fills it (any values: those rows are zeroed before the
-convolution), so that no step copies its input to pad it.
+the direct convolutions are fastest on CPU. Where every convolution is 3x3 and NNPACK runs on the
+CPU, they take its Winograd transform instead (`winograd`), in NCHW memory. The region may extend
+past the input's edges into the next convolution's zero padding; the plan fills it (any values:
+those rows are zeroed before the convolution), so that no step copies its input to pad it.
 
 The logits are those of the fx tail up to float rounding (the engine-versus-naive tests check
 the counts). Tails it cannot compile (branches, strided convolutions, a convolution whose
@@ -15,6 +16,7 @@ output would reach into the next one's padding, ...) stay fx graphs: `compile_ta
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +26,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from unit_ablation.engine.graph_split import max_pool_2x2
+from unit_ablation.engine.winograd import winograd_applies, winograd_conv2d
 
 _ELEMENTWISE_MODULES = (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Identity)
 _ELEMENTWISE_FUNCTIONS = {torch.relu, F.relu}
@@ -70,12 +73,16 @@ def _conv_ok(conv: nn.Conv2d) -> bool:
 
 class CroppedTail:
     """A compiled tail: `region` is the part of its input it reads; call it on that region
-    (N x C x rows x cols, any memory format) to get the logits. Build with `compile_tail`."""
+    (N x C x rows x cols, any memory format; fastest in `channels_last` memory or, where False,
+    NCHW) to get the logits. Build with `compile_tail`."""
 
-    def __init__(self, steps: list[_Step], region: Region, in_channels: int) -> None:
+    def __init__(
+        self, steps: list[_Step], region: Region, in_channels: int, channels_last: bool = True
+    ) -> None:
         self.steps = steps
         self.region = region
         self.in_channels = in_channels
+        self.channels_last = channels_last
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for step in self.steps:
@@ -132,10 +139,13 @@ def _kind(root: nn.Module, node: fx.Node) -> str | None:
     return None
 
 
-def compile_tail(tail: fx.GraphModule, example: torch.Tensor) -> CroppedTail | None:
+def compile_tail(
+    tail: fx.GraphModule, example: torch.Tensor, winograd: bool | None = None
+) -> CroppedTail | None:
     """The tail (one input, a chain of supported ops, logits out) as a `CroppedTail`, or None.
 
-    `example`: the tail's input for one image (1 x C x H x W), for the shapes.
+    `example`: the tail's input for one image (1 x C x H x W), for the shapes and the device.
+    `winograd`: run the convolutions through `winograd` (None: where every one of them can).
     """
     if example.dim() != 4:
         return None
@@ -157,11 +167,21 @@ def compile_tail(tail: fx.GraphModule, example: torch.Tensor) -> CroppedTail | N
     shapes = [tuple(placeholders[0].meta["tensor_meta"].shape)] + [
         tuple(node.meta["tensor_meta"].shape) for node in nodes
     ]
-    return _build(tail, nodes, kinds, shapes)
+    convs = [
+        tail.get_submodule(node.target) for node, kind in zip(nodes, kinds, strict=True) if kind == "conv"
+    ]
+    possible = bool(convs) and all(winograd_applies(conv, example) for conv in convs)
+    if winograd and convs and not possible:
+        raise ValueError("the Winograd path needs NNPACK and float32 3x3 stride-1 convolutions on the CPU")
+    return _build(tail, nodes, kinds, shapes, possible if winograd is None else winograd and possible)
 
 
 def _build(
-    tail: fx.GraphModule, nodes: list[fx.Node], kinds: list[str], shapes: list[tuple[int, ...]]
+    tail: fx.GraphModule,
+    nodes: list[fx.Node],
+    kinds: list[str],
+    shapes: list[tuple[int, ...]],
+    winograd: bool,
 ) -> CroppedTail | None:
     flatten_at = kinds.index("flatten")
     # backwards from the flatten, which reads its whole input: the region each step reads
@@ -185,10 +205,10 @@ def _build(
             rows, cols = Span(rows.start, rows.stop, height), Span(cols.start, cols.stop, width)
         regions[index] = (rows, cols)
     steps = [
-        _step(tail, node, kind, regions[i], shapes[i + 1])
+        _step(tail, node, kind, regions[i], shapes[i + 1], winograd)
         for i, (node, kind) in enumerate(zip(nodes, kinds, strict=True))
     ]
-    return CroppedTail(steps, regions[0], shapes[0][1])
+    return CroppedTail(steps, regions[0], shapes[0][1], channels_last=not winograd)
 
 
 def _step(
@@ -197,6 +217,7 @@ def _step(
     kind: str,
     region: Region,
     out_shape: tuple[int, ...],
+    winograd: bool = False,
 ) -> _Step:
     """One compiled step; `region` is what it reads, `out_shape` the fx output shape (1 image)."""
     rows, cols = region
@@ -204,11 +225,15 @@ def _step(
         conv = tail.get_submodule(node.target)
         out_rows = rows.length - conv.kernel_size[0] + 1
         out_cols = cols.length - conv.kernel_size[1] + 1
-        weight = conv.weight.contiguous(memory_format=torch.channels_last)
         flops = 2.0 * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
+        if winograd:
+            run = functools.partial(winograd_conv2d, weight=conv.weight.contiguous(), bias=conv.bias)
+        else:
+            weight = conv.weight.contiguous(memory_format=torch.channels_last)
+            run = functools.partial(F.conv2d, weight=weight, bias=conv.bias)
         return _Step(
             "conv",
-            lambda x, w=weight, b=conv.bias: F.conv2d(x, w, b),
+            run,
             region,
             flops * out_rows * out_cols,
             conv.out_channels * out_rows * out_cols,
@@ -229,8 +254,9 @@ def _step(
 class CompiledTails:
     """`compile_tail` of one tail, once per input shape (a plan sees one image shape per layer)."""
 
-    def __init__(self, tail: fx.GraphModule) -> None:
+    def __init__(self, tail: fx.GraphModule, winograd: bool | None = None) -> None:
         self.tail = tail
+        self.winograd = winograd
         self._by_shape: dict[tuple[int, ...], CroppedTail | None] = {}
 
     def get(self, example: torch.Tensor) -> CroppedTail | None:
@@ -238,7 +264,7 @@ class CompiledTails:
         key = tuple(example.shape[1:])
         if key not in self._by_shape:
             with torch.no_grad():
-                self._by_shape[key] = compile_tail(self.tail, example[:1].clone())
+                self._by_shape[key] = compile_tail(self.tail, example[:1].clone(), self.winograd)
         return self._by_shape[key]
 
 

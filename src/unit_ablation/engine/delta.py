@@ -29,8 +29,10 @@ class DeltaState(PlanState):
     ablated_blocks: torch.Tensor  # 1 x U x ...: each unit's slice of chain(v)
     weight: torch.Tensor | None = None  # the rotated weight (columns W q_j); None: the layer's own
     cropped: CroppedTail | None = None  # the tail compiled to its region (Conv2d mixing only)
-    mixed_region: torch.Tensor | None = None  # (B * rows * cols) x out: `mixed` on the region, channels-last
-    unit_weight: torch.Tensor | None = None  # U x (kh * kw) x out: each unit's (or direction's) filters
+    # `mixed` on the region: (B * rows * cols) x out for a channels-last tail, else B x out x (rows * cols)
+    mixed_region: torch.Tensor | None = None
+    # each unit's (or direction's) filters: U x (kh * kw) x out (channels-last), else U x out x (kh * kw)
+    unit_weight: torch.Tensor | None = None
 
 
 class Delta(MixingPlan):
@@ -70,15 +72,19 @@ class Delta(MixingPlan):
         ablated_blocks = ablated.reshape(1, units, *self._block_shape(pooled, units))
         weight = None
         if self.rotation is not None:  # coordinates q_j^T chain(a) and columns W q_j
-            blocks = torch.einsum("bu...,uk->bk...", blocks, self.rotation)
+            blocks = torch.einsum("bu...,uk->bk...", blocks, self.rotation).contiguous()
             weight = rotated_weight(self.mixing, self.rotation)
         state = DeltaState(intact_logits, mixed, blocks, ablated_blocks, weight)
         state.cropped = self._cropped_tail(mixed, side)
         if state.cropped is not None:
-            region = state.cropped.region
-            state.mixed_region = take_region(mixed, region).permute(0, 2, 3, 1).reshape(-1, mixed.shape[1])
+            region = take_region(mixed, state.cropped.region)
             filters = self.mixing.weight if weight is None else weight  # out x U x kh x kw
-            state.unit_weight = filters.flatten(2).permute(1, 2, 0).contiguous()
+            if state.cropped.channels_last:
+                state.mixed_region = region.permute(0, 2, 3, 1).reshape(-1, mixed.shape[1])
+                state.unit_weight = filters.flatten(2).permute(1, 2, 0).contiguous()
+            else:
+                state.mixed_region = region.flatten(2).contiguous()
+                state.unit_weight = filters.flatten(2).transpose(0, 1).contiguous()
         return state
 
     def _cropped_tail(self, mixed: torch.Tensor, side: list[torch.Tensor]) -> CroppedTail | None:
@@ -206,12 +212,13 @@ def mixed_after_ablation(
 def mixed_on_region(
     mixing: nn.Conv2d, state: DeltaState, change: torch.Tensor, index: torch.Tensor
 ) -> torch.Tensor:
-    """(K * B) x out x rows x cols, channels-last: the mixing layer's output on the cropped tail's
-    region with each of the K units' own input change (`change`: B x K x H x W) applied.
+    """(K * B) x out x rows x cols, in the cropped tail's memory format: the mixing layer's output
+    on the tail's region with each of the K units' own input change (`change`: B x K x H x W)
+    applied.
 
     Position p gets mixed[p] + sum over kernel offsets o of W_u[:, o] change_u[p + o - padding]:
-    one batched matmul over the units, of the K change maps' patches by the units' filters, added
-    to the intact output in the same call.
+    batched matmuls of the change maps' patches by the units' filters, added to the intact output
+    in the same call (channels-last: one over the units; NCHW: one per unit, over the images).
     """
     rows, cols = state.cropped.region
     (kh, kw), (ph, pw) = mixing.kernel_size, mixing.padding
@@ -221,9 +228,16 @@ def mixed_on_region(
         Span(cols.start - pw, cols.stop - pw + kw - 1, width),
     )
     padded = take_region(change, source).transpose(0, 1)  # K x B x ...
-    patches = torch.stack(
-        [padded[:, :, i : i + rows.length, j : j + cols.length] for i in range(kh) for j in range(kw)], -1
-    )
+    windows = [padded[:, :, i : i + rows.length, j : j + cols.length] for i in range(kh) for j in range(kw)]
+    if not state.cropped.channels_last:
+        patches = torch.stack(windows, 2).flatten(3)  # K x B x (kh * kw) x (rows * cols)
+        count, batch = patches.shape[:2]
+        out = patches.new_empty(count, batch, mixing.out_channels, rows.length * cols.length)
+        weights = state.unit_weight.index_select(0, index)
+        for k in range(count):
+            torch.baddbmm(state.mixed_region, weights[k].expand(batch, -1, -1), patches[k], out=out[k])
+        return out.view(count * batch, -1, rows.length, cols.length)
+    patches = torch.stack(windows, -1)
     count, batch = patches.shape[:2]
     out = torch.baddbmm(
         state.mixed_region.expand(count, -1, -1),

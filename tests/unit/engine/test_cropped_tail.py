@@ -12,10 +12,15 @@ from unit_ablation.engine.cropped_tail import Span, compile_tail, take_region
 from unit_ablation.engine.delta import Delta
 from unit_ablation.engine.graph_split import run_trunk, split_model
 from unit_ablation.engine.head_replay import HeadReplay
+from unit_ablation.engine.winograd import nnpack_ready
 from unit_ablation.models.fashion_alexnet import build_model
 
-# fp32 logits of two orders of summation (channels-last, cropped): a few ulps of values ~10
+# fp32 logits of two orders of summation (channels-last or Winograd, cropped): these random
+# models' logits are about 0.1-0.2 and differ by up to 3e-8 (measured); test_winograd.py bounds
+# Winograd's rounding at realistic magnitudes
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+needs_nnpack = pytest.mark.skipif(not nnpack_ready(), reason="this torch build or CPU has no NNPACK")
+CONV_PATHS = [False, pytest.param(True, marks=needs_nnpack)]
 
 
 def _model(batchnorm: bool) -> nn.Module:
@@ -39,8 +44,9 @@ def _region(span_rows: tuple[int, int], span_cols: tuple[int, int], size: int):
     return Span(*span_rows, size), Span(*span_cols, size)
 
 
+@pytest.mark.parametrize("winograd", CONV_PATHS, ids=["direct", "winograd"])
 @pytest.mark.parametrize("batchnorm", [False, True])
-def test_delta_tails_read_what_the_logits_need(batchnorm: bool) -> None:
+def test_delta_tails_read_what_the_logits_need(batchnorm: bool, winograd: bool) -> None:
     model = _model(batchnorm)
     x = _images()
     # conv3: the tail after conv4 is conv5 on the 6 x 6 pool5 keeps: it reads rows -1..6 of conv4
@@ -50,21 +56,25 @@ def test_delta_tails_read_what_the_logits_need(batchnorm: bool) -> None:
         plan = Delta(split)
         activation, side = run_trunk(split, x)
         mixed = plan.mixing(plan.chain(activation.clone()))
-        cropped = compile_tail(plan.tail, mixed[:1].clone())
+        cropped = compile_tail(plan.tail, mixed[:1].clone(), winograd)
         assert cropped is not None
         assert cropped.region == expected
-        region = take_region(mixed, cropped.region).contiguous(memory_format=torch.channels_last)
+        assert cropped.channels_last == (not winograd or layer == "conv4")  # conv4's tail: no conv
+        region = take_region(mixed, cropped.region)
+        if cropped.channels_last:
+            region = region.contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(cropped(region), plan.tail(mixed.clone()), **TOLERANCE)
 
 
-def test_padding_rows_are_zeroed_before_the_convolution() -> None:
+@pytest.mark.parametrize("winograd", CONV_PATHS, ids=["direct", "winograd"])
+def test_padding_rows_are_zeroed_before_the_convolution(winograd: bool) -> None:
     """The region's rows outside the map may hold anything (the delta plan computes them too)."""
     model = _model(batchnorm=True)
     split = split_model(model, "conv3")
     plan = Delta(split)
     activation, _ = run_trunk(split, _images())
     mixed = plan.mixing(activation.clone())
-    cropped = compile_tail(plan.tail, mixed[:1].clone())
+    cropped = compile_tail(plan.tail, mixed[:1].clone(), winograd)
     region = take_region(mixed, cropped.region)
     region[:, :, 0] = 1e3  # row -1
     region[:, :, :, 0] = -7.0  # column -1
