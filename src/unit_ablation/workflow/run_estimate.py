@@ -35,8 +35,9 @@ TRAIN_GFLOPS_PER_THREAD = 100.0  # 1-thread jobs two at a time, bf16 autocast (d
 JOB_START_SECONDS = 0.25  # from Snakemake's start of a job to its stage and back
 # The engine's mean rate over a study's CPU ablate jobs as a share of the probe's rate: the
 # cost-model FLOPs of configs/full.yaml's 24 ablate jobs of one network over their seconds in the
-# stage, two 1-thread jobs at a time (59 GFLOP/s at a probe of 103).
-ENGINE_OVER_PROBE = 0.58
+# stage, two 1-thread jobs at a time (83 GFLOP/s at a probe of 108; conv3's jobs, whose tail runs
+# Winograd, 101 GFLOP/s of direct-convolution FLOPs, conv4's and conv5's 47-54).
+ENGINE_OVER_PROBE = 0.77
 # Without a measured speed, or on a GPU: the engine's mean rate relative to `ablation.gflops`
 # (the slowest layer's rate, for chunk sizing), as measured on a 2-core Xeon (Sapphire Rapids).
 MEAN_OVER_SLOWEST_RATE = 1.6
