@@ -1,11 +1,12 @@
-"""A plan's tail compiled to run channels-last on only the positions the logits read.
+"""A plan's tail compiled to run on only the positions the logits read.
 
 A floor-mode 2x2 max-pool after a 7x7 map reads 6x6 of it, so the conv before it need not
 compute the last row and column (AlexNet's conv5 before pool5: 36 of 49 positions). A
 `CroppedTail` runs a sequential tail (ReLU, eval BatchNorm, dropout, stride-1 Conv2d with zero
 padding, 2x2 max-pool, flatten, Linear) on a region of its input, in channels-last memory, where
-the direct convolutions are fastest on CPU. Where every convolution is 3x3 and NNPACK runs on the
-CPU, they take its Winograd transform instead (`winograd`), in NCHW memory. The region may extend
+the direct convolutions are fastest on CPU. Where every convolution is a float32 3x3 one on the
+CPU that NNPACK tiles with Winograd, they take that transform instead (`winograd`), in NCHW
+memory. The region may extend
 past the input's edges into the next convolution's zero padding; the plan fills it (any values:
 those rows are zeroed before the convolution), so that no step copies its input to pad it.
 
@@ -167,13 +168,7 @@ def compile_tail(
     shapes = [tuple(placeholders[0].meta["tensor_meta"].shape)] + [
         tuple(node.meta["tensor_meta"].shape) for node in nodes
     ]
-    convs = [
-        tail.get_submodule(node.target) for node, kind in zip(nodes, kinds, strict=True) if kind == "conv"
-    ]
-    possible = bool(convs) and all(winograd_applies(conv, example) for conv in convs)
-    if winograd and convs and not possible:
-        raise ValueError("the Winograd path needs NNPACK and float32 3x3 stride-1 convolutions on the CPU")
-    return _build(tail, nodes, kinds, shapes, possible if winograd is None else winograd and possible)
+    return _build(tail, nodes, kinds, shapes, example, winograd)
 
 
 def _build(
@@ -181,7 +176,8 @@ def _build(
     nodes: list[fx.Node],
     kinds: list[str],
     shapes: list[tuple[int, ...]],
-    winograd: bool,
+    example: torch.Tensor,
+    winograd: bool | None,
 ) -> CroppedTail | None:
     flatten_at = kinds.index("flatten")
     # backwards from the flatten, which reads its whole input: the region each step reads
@@ -204,6 +200,21 @@ def _build(
         else:
             rows, cols = Span(rows.start, rows.stop, height), Span(cols.start, cols.stop, width)
         regions[index] = (rows, cols)
+    convs = [
+        (tail.get_submodule(node.target), region)
+        for node, kind, region in zip(nodes, kinds, regions, strict=True)
+        if kind == "conv"
+    ]
+    possible = bool(convs) and all(
+        winograd_applies(conv, example, (read_rows.length - 2, read_cols.length - 2))
+        for conv, (read_rows, read_cols) in convs
+    )
+    if winograd and convs and not possible:
+        raise ValueError(
+            "the Winograd path needs NNPACK and float32 3x3 stride-1 convolutions on the CPU whose"
+            " outputs NNPACK tiles with Winograd"
+        )
+    winograd = possible if winograd is None else winograd and possible
     steps = [
         _step(tail, node, kind, regions[i], shapes[i + 1], winograd)
         for i, (node, kind) in enumerate(zip(nodes, kinds, strict=True))
@@ -252,16 +263,17 @@ def _step(
 
 
 class CompiledTails:
-    """`compile_tail` of one tail, once per input shape (a plan sees one image shape per layer)."""
+    """`compile_tail` of one tail, once per input shape, device and dtype (a plan sees one image
+    shape per layer)."""
 
     def __init__(self, tail: fx.GraphModule, winograd: bool | None = None) -> None:
         self.tail = tail
         self.winograd = winograd
-        self._by_shape: dict[tuple[int, ...], CroppedTail | None] = {}
+        self._by_shape: dict[tuple, CroppedTail | None] = {}
 
     def get(self, example: torch.Tensor) -> CroppedTail | None:
         """The compiled tail for inputs shaped like `example` (B x C x H x W), or None."""
-        key = tuple(example.shape[1:])
+        key = (tuple(example.shape[1:]), example.device, example.dtype)
         if key not in self._by_shape:
             with torch.no_grad():
                 self._by_shape[key] = compile_tail(self.tail, example[:1].clone(), self.winograd)
