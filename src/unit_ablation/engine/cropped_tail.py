@@ -266,9 +266,8 @@ class CompiledTails:
     """`compile_tail` of one tail, once per input shape, device and dtype (a plan sees one image
     shape per layer)."""
 
-    def __init__(self, tail: fx.GraphModule, winograd: bool | None = None) -> None:
+    def __init__(self, tail: fx.GraphModule) -> None:
         self.tail = tail
-        self.winograd = winograd
         self._by_shape: dict[tuple, CroppedTail | None] = {}
 
     def get(self, example: torch.Tensor) -> CroppedTail | None:
@@ -276,7 +275,7 @@ class CompiledTails:
         key = (tuple(example.shape[1:]), example.device, example.dtype)
         if key not in self._by_shape:
             with torch.no_grad():
-                self._by_shape[key] = compile_tail(self.tail, example[:1].clone(), self.winograd)
+                self._by_shape[key] = compile_tail(self.tail, example[:1].clone())
         return self._by_shape[key]
 
 
