@@ -6,9 +6,9 @@ compute the last row and column (AlexNet's conv5 before pool5: 36 of 49 position
 padding, 2x2 max-pool, flatten, Linear) on a region of its input, in channels-last memory, where
 the direct convolutions are fastest on CPU. Where every convolution is a float32 3x3 one on the
 CPU that NNPACK tiles with Winograd, they take that transform instead (`winograd`), in NCHW
-memory. The region may extend
-past the input's edges into the next convolution's zero padding; the plan fills it (any values:
-those rows are zeroed before the convolution), so that no step copies its input to pad it.
+memory. The region may extend past the input's edges into the next convolution's zero padding;
+the plan fills it (any values: those rows are zeroed before the convolution), so that no step
+copies its input to pad it.
 
 The logits are those of the fx tail up to float rounding (the engine-versus-naive tests check
 the counts). Tails it cannot compile (branches, strided convolutions, a convolution whose
@@ -206,7 +206,11 @@ def _build(
         if kind == "conv"
     ]
     possible = bool(convs) and all(
-        winograd_applies(conv, example, (read_rows.length - 2, read_cols.length - 2))
+        winograd_applies(
+            conv,
+            example,
+            (read_rows.length - conv.kernel_size[0] + 1, read_cols.length - conv.kernel_size[1] + 1),
+        )
         for conv, (read_rows, read_cols) in convs
     )
     if winograd and convs and not possible:
