@@ -455,7 +455,7 @@ def test_bad_weights_file_stops_prepare_model(weights, files, tmp_path, damage, 
 
 def _units_mismatch(arrays: dict[str, np.ndarray]) -> None:
     """One unit fewer in every per-unit statistic (images x units), the logits left alone."""
-    units = arrays["eval_mean"].shape[1]
+    units = arrays["attr_mean"].shape[1]
     for key, value in list(arrays.items()):
         if value.ndim == 2 and value.shape[1] == units and not key.endswith("_logits"):
             arrays[key] = value[:, :-1]

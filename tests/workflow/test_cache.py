@@ -107,7 +107,7 @@ def test_layers_and_models_never_share_an_entry(first_run):
     for model in MODELS:
         for layer, units in LAYER_UNITS.items():
             with np.load(root / f"first/results/{model}/activations/{layer}.npz") as activations:
-                assert activations["eval_mean"].shape[-1] == units
+                assert activations["attr_mean"].shape[-1] == units
             with np.load(root / f"first/results/{model}/ablation/chunks/{layer}/0-23.npz") as chunk:
                 assert chunk["units"].tolist() == list(range(CHUNK_SIZE))
     weights = {(root / f"first/results/models/{model}.pt").read_bytes() for model in MODELS}

@@ -230,16 +230,10 @@ def unit_attributes(
 
 
 ACTIVATION_SHAPES: dict[str, tuple[str, ...]] = {
-    **{
-        f"{prefix}_{key}": (f"{prefix}_images", "units")
-        for prefix in ("eval", "attr")
-        for key in ("mean", "max", "min", "zero_fraction")
-    },
-    "eval_logits": ("eval_images", "classes"),
-    "attr_logits": ("attr_images", "classes"),
-    "eval_labels": ("eval_images",),
-    "attr_labels": ("attr_images",),
     "class_names": ("classes",),
+    **{f"attr_{key}": ("attr_images", "units") for key in ("mean", "max", "min", "zero_fraction")},
+    "attr_logits": ("attr_images", "classes"),
+    "attr_labels": ("attr_images",),
     "rotation": ("units", "units"),
 }
 
@@ -253,13 +247,12 @@ def load_activations(path: str | Path) -> dict[str, np.ndarray]:
     required = [key for key in ACTIVATION_SHAPES if key != "rotation"]
     data = load_npz(path, required, optional=["rotation"], what="activations file")
     sizes = check_shapes(path, data, ACTIVATION_SHAPES, "activations file")
-    for prefix in ("eval", "attr"):
-        labels = data[f"{prefix}_labels"]
-        if labels.dtype.kind not in "iu" or (
-            len(labels) and not 0 <= labels.min() <= labels.max() < sizes["classes"]
-        ):
-            raise CorruptFileError(
-                f"{path}: activations file array '{prefix}_labels' ({labels.dtype}) does not hold "
-                f"class indices 0..{sizes['classes'] - 1}"
-            )
+    labels = data["attr_labels"]
+    if labels.dtype.kind not in "iu" or (
+        len(labels) and not 0 <= labels.min() <= labels.max() < sizes["classes"]
+    ):
+        raise CorruptFileError(
+            f"{path}: activations file array 'attr_labels' ({labels.dtype}) does not hold "
+            f"class indices 0..{sizes['classes'] - 1}"
+        )
     return data

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from unit_ablation.analysis.ranks import resampled_ranks
 from unit_ablation.spec.layer_spec import parse_layer_spec
 
 UNIT_ATTRIBUTES: tuple[str, ...] = (
@@ -66,7 +67,7 @@ def bootstrap_intervals(
         index = picked_units
     xs, ys = x[index], y[index]
     pearson = _rowwise_pearson(xs, ys)
-    spearman = _rowwise_pearson(stats.rankdata(xs, axis=1), stats.rankdata(ys, axis=1))
+    spearman = _rowwise_pearson(resampled_ranks(x, index), resampled_ranks(y, index))
     tail = 100 * (1 - level) / 2
     result = {}
     for name, values in (("spearman", spearman), ("pearson", pearson)):

@@ -29,6 +29,7 @@ from unit_ablation.analysis.inference import (
     spearman_brown,
     spearman_z_se,
 )
+from unit_ablation.analysis.ranks import resampled_ranks
 
 CLAIM3_ATTRIBUTES: tuple[str, ...] = ("class_selectivity", "l1_in", "l1_out")
 # claim 4's predictors: every unit attribute the correlations use, and the per-class ones
@@ -64,8 +65,9 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(stats.spearmanr(x, y).statistic)
 
 
-def _rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    rx, ry = stats.rankdata(x, axis=1), stats.rankdata(y, axis=1)
+def _rowwise_spearman(x: np.ndarray, y: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Spearman rho of x[index] and y[index] per row of `index` (R x M positions)."""
+    rx, ry = resampled_ranks(x, index), resampled_ranks(y, index)
     rx -= rx.mean(axis=1, keepdims=True)
     ry -= ry.mean(axis=1, keepdims=True)
     denominator = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
@@ -125,8 +127,7 @@ def rho_contrast(
         return result
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(attribute), (resamples, len(attribute)))
-    a = attribute[index]
-    boot = _rowwise_spearman(a, class_damage[index]) - _rowwise_spearman(a, overall[index])
+    boot = _rowwise_spearman(attribute, class_damage, index) - _rowwise_spearman(attribute, overall, index)
     boot = boot[np.isfinite(boot)]
     if len(boot) > 1:
         result["se"] = float(boot.std(ddof=1))
@@ -206,7 +207,8 @@ def class_drop_prediction(
         index = np.random.default_rng(options.seed + 2).integers(
             0, drops.shape[0], (options.resamples, drops.shape[0])
         )
-        boot = _rowwise_spearman(full[index].reshape(len(index), -1), drops[index].reshape(len(index), -1))
+        cells = (index[:, :, None] * drops.shape[1] + np.arange(drops.shape[1])).reshape(len(index), -1)
+        boot = _rowwise_spearman(full.ravel(), drops.ravel(), cells)
         boot = boot[np.isfinite(boot)]
         se = float(np.std(fisher_z(boot), ddof=1)) if len(boot) > 1 else float("nan")
     return {

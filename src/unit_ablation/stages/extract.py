@@ -1,4 +1,8 @@
-"""Stage `extract`: a layer spec's per-image unit statistics and logits on the attribute split."""
+"""Stage `extract`: a layer spec's per-image unit statistics and logits on the attribute split.
+
+Only the attribute split: nothing downstream reads statistics of the evaluation images (the
+attributes are never computed on them), and extracting them too tripled the stage's time.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +29,13 @@ def extract_to_file(
     output: str | Path,
     layer_spec: str,
     attribute_split: str,
-    eval_split: str = "test",
     batch_size: int = 1000,
     threads: int = 1,
     device: str = "cpu",
     precision: str = "exact",
 ) -> None:
-    """Write `{eval,attr}_{mean,max,min,zero_fraction,logits,labels}` for one (model, layer spec) to .npz.
+    """Write `attr_{mean,max,min,zero_fraction,logits,labels}` for one (model, layer spec) to .npz:
+    the statistics of the `attribute_split` images.
 
     Also `class_names`, and `rotation` (Q, its columns as drawn, not oriented) for a rotated basis.
     Statistics are stored un-oriented; `attributes.orientation_signs` orients them.
@@ -46,27 +50,20 @@ def extract_to_file(
     units = model.unit_count(spec.layer)
     rotation = basis_matrix(units, spec.rotation_seed)
     payload: dict[str, np.ndarray] = {"class_names": np.array(dataset.class_names)}
-    for prefix, split in (("eval", eval_split), ("attr", attribute_split)):
-        stats = layer_statistics(
-            model,
-            spec.layer,
-            dataset.images[split],
-            rotation,
-            batch_size,
-            label=f"{layer_spec} {split}",
-            device=torch_device,
-        )
-        for key, value in stats.items():
-            payload[f"{prefix}_{key}"] = value
-        payload[f"{prefix}_labels"] = dataset.labels[split]
+    stats = layer_statistics(
+        model,
+        spec.layer,
+        dataset.images[attribute_split],
+        rotation,
+        batch_size,
+        label=f"{layer_spec} {attribute_split}",
+        device=torch_device,
+    )
+    for key, value in stats.items():
+        payload[f"attr_{key}"] = value
+    payload["attr_labels"] = dataset.labels[attribute_split]
     if rotation is not None:
         payload["rotation"] = rotation
     with atomic_path(output) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **payload)
-    log.info(
-        "wrote %s: %d units, %d eval and %d attribute images",
-        output,
-        units,
-        len(payload["eval_labels"]),
-        len(payload["attr_labels"]),
-    )
+    log.info("wrote %s: %d units, %d attribute images", output, units, len(payload["attr_labels"]))

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from unit_ablation.analysis.correlation import UNIT_ATTRIBUTES, correlate, layer_correlations
+from unit_ablation.analysis.ranks import resampled_ranks
 
 
 def test_monotone_and_constant_relations():
@@ -156,3 +157,29 @@ def test_concept_iou_joins_the_unit_attributes_when_configured(tmp_path):
     expected = stats.spearmanr(concepts.iou, damage.max_class_drop).statistic
     assert row.spearman_rho.iloc[0] == pytest.approx(expected)
     assert len(with_concepts) == len(plain) + 6  # unit and sensitivity rows
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.random.default_rng(3).normal(size=40),  # no ties
+        np.random.default_rng(4).integers(0, 4, 40).astype(float),  # many ties
+        np.array([0.0, -0.0, 1.0, -0.0, 2.0, 2.0]),  # signed zeros tie
+        np.array([5.0]),
+    ],
+    ids=["distinct", "ties", "signed_zeros", "one"],
+)
+def test_resampled_ranks_are_scipys_bit_for_bit(values):
+    index = np.random.default_rng(5).integers(0, len(values), (300, len(values) + 3))
+    expected = stats.rankdata(values[index], axis=1)
+    np.testing.assert_array_equal(resampled_ranks(values, index), expected)
+
+
+def test_resampled_ranks_propagate_nan_to_the_rows_that_draw_it():
+    values = np.array([1.0, np.nan, 3.0, 2.0])
+    index = np.array([[0, 2, 3, 3], [1, 0, 2, 2]])
+    ranks = resampled_ranks(values, index)
+    np.testing.assert_array_equal(ranks[0], [1.0, 4.0, 2.5, 2.5])
+    assert np.isnan(ranks[1]).all()
+    with pytest.raises(ValueError, match="1-D"):
+        resampled_ranks(values.reshape(2, 2), index)

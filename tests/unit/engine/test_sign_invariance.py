@@ -121,6 +121,15 @@ def test_flipping_directions_changes_no_attribute(files, tmp_path, monkeypatch, 
     pd.testing.assert_frame_equal(classes, classes_flipped, check_exact=True)
 
 
+def test_the_activations_file_holds_the_attribute_split_only(files, tmp_path, monkeypatch):
+    data, _, _ = run_attributes(files, tmp_path, "conv4", monkeypatch)
+    with np.load(files["dataset"]) as dataset:
+        heldout = dataset["heldout_labels"]
+    np.testing.assert_array_equal(data["attr_labels"], heldout)
+    assert data["attr_mean"].shape == (len(heldout), 24)
+    assert not [key for key in data if not key.startswith("attr_") and key != "class_names"]
+
+
 def test_the_canonical_basis_is_never_flipped(files, tmp_path, monkeypatch):
     _, units, _ = run_attributes(files, tmp_path, "conv4", monkeypatch)
     assert (units.orientation == 1).all()
