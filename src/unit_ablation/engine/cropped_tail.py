@@ -86,11 +86,28 @@ class CroppedTail:
         self.channels_last = channels_last
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for step in self.steps:
+        return self.dense(self.spatial(x))
+
+    def spatial(self, x: torch.Tensor) -> torch.Tensor:
+        """The steps up to the flatten: N x features. On an NCHW (Winograd) tail each image's values
+        are computed apart from the other images', so any split of the batch gives the same bits
+        (`winograd_conv2d` runs a batch of one as two; `test_winograd` checks the bits)."""
+        for step in self.steps[: self._flatten + 1]:
             if step.region is not None:
                 _zero_padding(x, step.region)
             x = step.run(x)
         return x
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The steps after the flatten, to the logits. Matrix products may round a row
+        differently with the number of rows, so the engine runs them on whole passes."""
+        for step in self.steps[self._flatten + 1 :]:
+            x = step.run(x)
+        return x
+
+    @property
+    def _flatten(self) -> int:
+        return next(i for i, step in enumerate(self.steps) if step.kind == "flatten")
 
     def flops(self) -> float:
         """Linear/Conv2d FLOPs per image, on the positions computed."""

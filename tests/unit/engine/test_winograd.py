@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unit_ablation.engine import cropped_tail
+from unit_ablation.engine import cropped_tail, delta
 from unit_ablation.engine.basis import random_rotation
 from unit_ablation.engine.cropped_tail import compile_tail
 from unit_ablation.engine.delta import Delta
@@ -69,10 +69,10 @@ def test_the_path_is_taken_only_where_nnpack_tiles_the_output_with_winograd() ->
     assert not winograd_applies(torch.nn.Conv2d(96, 64, 3, stride=2), example, (6, 6))
 
 
-def _conv3_delta(small_model):
+def _conv3_delta(small_model, count: int = 4):
     split = split_model(small_model, "conv3")
     plan = Delta(split)
-    images, _ = synthetic_images(4, seed=40)
+    images, _ = synthetic_images(count, seed=40)
     activation, _ = run_trunk(split, torch.from_numpy(images).float() / 255)
     return plan, activation, plan.mixing(plan.chain(activation.clone()))
 
@@ -86,6 +86,24 @@ def test_the_engine_takes_winograd_for_float32_on_the_cpu_only(small_model) -> N
     assert as_double is not None and as_double.channels_last  # float64: the direct convolution
     with pytest.raises(ValueError, match="NNPACK and float32 3x3"):
         compile_tail(plan.tail, mixed[:1].double(), winograd=True)
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 3, 10])
+@torch.no_grad()
+def test_the_tail_in_chunks_gives_each_copy_the_bits_of_the_whole_batch(
+    small_model, images_per_chunk: int, monkeypatch
+) -> None:
+    plan, activation, _ = _conv3_delta(small_model, count=10)
+    state = plan.prepare(activation, [], torch.zeros(activation.shape[1]))
+    index = torch.tensor([0, 5, 2])
+    change = state.ablated_blocks.index_select(1, index) - state.pooled_blocks.index_select(1, index)
+    whole = delta.tail_by_chunks(plan.mixing, state, change, index)
+    rows, cols = state.cropped.region
+    per_image = 4 * plan.mixing.out_channels * rows.length * cols.length
+    assert delta.CHUNK_BYTES >= 10 * per_image  # the whole batch is one chunk by default
+    monkeypatch.setattr(delta, "CHUNK_BYTES", images_per_chunk * per_image)  # 10 = 3 + 3 + 3 + 1
+    chunked = delta.tail_by_chunks(plan.mixing, state, change, index)
+    assert whole.shape == (3 * 10, 10) and torch.equal(chunked, whole)
 
 
 @pytest.mark.parametrize("winograd", [True, False], ids=["winograd", "direct"])
