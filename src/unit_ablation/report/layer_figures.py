@@ -80,6 +80,7 @@ def attribute_figure(
             max(1, len(columns)),
             figsize=(2.3 * max(1, len(columns)) + 0.6, 2.2 * max(1, len(targets)) + 0.7),
             squeeze=False,
+            sharex="col",
             sharey="row",
             layout="constrained",
         )
@@ -96,7 +97,8 @@ def attribute_figure(
                 )
                 ax.axhline(0, **REFERENCE_LINE)
                 ax.set_title(titles[attribute, target], fontsize=8)
-                ax.set_xlabel(ATTRIBUTE_LABELS.get(attribute, attribute.replace("_", " ")))
+                if row == len(targets) - 1:  # the columns share their x axis
+                    ax.set_xlabel(ATTRIBUTE_LABELS.get(attribute, attribute.replace("_", " ")))
                 if col == 0:
                     ax.set_ylabel(DAMAGE_LABELS.get(target, target.replace("_", " ")))
         figure.suptitle(f"{title} (Spearman rho over {len(table)} units, bootstrap 95% CI)")

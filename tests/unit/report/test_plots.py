@@ -384,6 +384,10 @@ def test_attribute_panel_titles_show_rho_and_ci_from_the_table(study):
         f"rho = {row.spearman_rho:.2f} [{row.spearman_ci_low:.2f}, {row.spearman_ci_high:.2f}]"
     )
     assert not any("0.99" in title for title in titles.values())
+    # the columns share their x axis: one attribute label per column, on the bottom row
+    assert [ax.get_xlabel() for ax in axes[-1]] == [style.ATTRIBUTE_LABELS[a] for a in UNIT_ATTRIBUTES]
+    assert not any(ax.get_xlabel() for ax in axes[:-1].ravel())
+    assert axes[0][0].get_shared_x_axes().joined(axes[0][0], axes[-1][0])
     style.plt.close(figure)
 
 
