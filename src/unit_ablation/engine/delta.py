@@ -248,9 +248,9 @@ def mixed_on_region(
 
 
 # Images per step of `tail_by_chunks`: a chunk's mixing output should stay in the core's cache
-# through the tail's elementwise steps and convolution (AlexNet conv3 -> conv4: 24.6 KB an image;
-# 3 MB chunks measured fastest on a 1 MB-L2 Zen 4: conv3 12% faster than whole 500-image batches
-# with two jobs running).
+# through the tail's elementwise steps and convolution (AlexNet conv3 -> conv4: 24.6 KB an image).
+# 3 MB (128 images) measured fastest of 1.5-6 MB on a 1 MB-L2 Zen 4; conv3 ran 19-22% faster than
+# with whole 500-image batches while a second job ran, about 10% alone (docs/engine.md).
 CHUNK_BYTES = 3 << 20
 
 
