@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from unit_ablation.engine.graph_split import max_pool_2x2
+from unit_ablation.engine.shapes import node_shapes
 from unit_ablation.engine.winograd import winograd_applies, winograd_conv2d
 
 _ELEMENTWISE_MODULES = (nn.ReLU, nn.BatchNorm2d, nn.Dropout, nn.Identity)
@@ -181,10 +181,8 @@ def compile_tail(
         previous = node
     if "flatten" not in kinds or any(k in ("conv", "pool") for k in kinds[kinds.index("flatten") :]):
         return None
-    ShapeProp(tail).propagate(example.clone())
-    shapes = [tuple(placeholders[0].meta["tensor_meta"].shape)] + [
-        tuple(node.meta["tensor_meta"].shape) for node in nodes
-    ]
+    found = node_shapes(tail, example.clone())
+    shapes = [tuple(found[placeholders[0]])] + [tuple(found[node]) for node in nodes]
     return _build(tail, nodes, kinds, shapes, example, winograd)
 
 

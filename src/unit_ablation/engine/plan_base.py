@@ -12,9 +12,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from unit_ablation.engine.graph_split import SplitModel, max_pool_2x2, subgraph
+from unit_ablation.engine.shapes import node_shapes
 
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout)
 _CHANNELWISE_MODULES = (
@@ -215,14 +215,8 @@ def bytes_per_image(module: fx.GraphModule, *example: torch.Tensor) -> int:
 
     Runs `module` on clones: it may work in place.
     """
-    shapes = ShapeProp(module)
-    shapes.propagate(*[t[:1].clone() for t in example])
-    total = 0
-    for node in module.graph.nodes:
-        meta = node.meta.get("tensor_meta")
-        if meta is not None and hasattr(meta, "shape"):
-            total += int(torch.Size(meta.shape).numel()) * 4
-    return max(total, 4)
+    shapes = node_shapes(module, *[t[:1].clone() for t in example])
+    return max(sum(shape.numel() * 4 for shape in shapes.values()), 4)
 
 
 def mixing_flops(layer: nn.Linear | nn.Conv2d, output_shape: Sequence[int]) -> float:
@@ -237,15 +231,13 @@ def mixing_flops(layer: nn.Linear | nn.Conv2d, output_shape: Sequence[int]) -> f
 def module_flops(module: fx.GraphModule, example: list[torch.Tensor]) -> float:
     """Linear/Conv2d FLOPs of one run of `module` on `example` (one image; may be overwritten)."""
     flops = 0.0
-    shapes = ShapeProp(module)
-    shapes.propagate(*example)
+    shapes = node_shapes(module, *example)
     for node in module.graph.nodes:
         layer = module.get_submodule(node.target) if node.op == "call_module" else None
-        meta = node.meta.get("tensor_meta")
         if isinstance(layer, nn.Linear):
             flops += mixing_flops(layer, [layer.out_features])
-        elif isinstance(layer, nn.Conv2d) and meta is not None:
-            flops += mixing_flops(layer, meta.shape[1:])
+        elif isinstance(layer, nn.Conv2d) and node in shapes:
+            flops += mixing_flops(layer, shapes[node][1:])
     return flops
 
 

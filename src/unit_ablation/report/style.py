@@ -122,8 +122,9 @@ def save_figure(figure: plt.Figure, outputs: Sequence[PathLike] | PathLike, dpi:
                 with atomic_path(path) as tmp:
                     figure.savefig(tmp, dpi=dpi, bbox_inches=bbox, format=suffix, metadata=metadata)
                 # the layout the first format computed serves the others: constrained layout's
-                # solver is a quarter of a many-panel figure's drawing time
-                figure.set_layout_engine("none")
+                # solver is a quarter of a many-panel figure's drawing time. None, not "none": with
+                # any engine set (even the placeholder "none" leaves) savefig draws twice
+                figure.set_layout_engine(None)
     finally:
         plt.close(figure)
 

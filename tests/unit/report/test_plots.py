@@ -333,6 +333,28 @@ def test_save_figure_writes_every_suffix_and_closes(tmp_path):
     assert outputs[1].read_bytes() == first  # no creation date: same figure, same bytes
 
 
+def test_save_figure_lays_out_once_and_draws_each_later_format_once(tmp_path):
+    import matplotlib.pyplot as plt
+
+    def drawn(layout: str) -> tuple[int, list[bytes]]:  # draws while saving PNG, PDF and SVG
+        figure, axes = plt.subplots(2, 2, layout=layout)
+        for ax in axes.flat:
+            ax.scatter([0, 1, 2], [2, 0, 1])
+            ax.set_title("a title")
+        draws = []
+        real = figure.draw
+        figure.draw = lambda renderer: (draws.append(1), real(renderer))[1]
+        outputs = [tmp_path / f"{layout}.png", tmp_path / f"{layout}.pdf", tmp_path / f"{layout}.svg"]
+        style.save_figure(figure, outputs, dpi=40)
+        return len(draws), [path.read_bytes() for path in outputs[1:]]
+
+    # constrained layout: the first format draws to lay out, then renders; each later one renders
+    # once (a layout engine left on the figure, even matplotlib's "none", costs a draw per format)
+    draws, vector = drawn("constrained")
+    assert draws == 4
+    assert all(vector)
+
+
 def test_save_figure_rejects_unknown_formats_and_writes_nothing(tmp_path):
     import matplotlib.pyplot as plt
 
