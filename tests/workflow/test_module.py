@@ -52,6 +52,19 @@ def test_its_jobs_fork_from_the_warm_start_server(tiny_run):
     assert starts["warm"] > 4 * starts["cold"], starts
 
 
+def test_its_ablate_jobs_share_trunk_outputs(tiny_run):
+    """A (model, layer)'s ablate jobs (2 chunks x 2 bases here) run its trunk once between them and
+    load it from the run's cache otherwise (engine/trunk_cache.py)."""
+    loaded = computed = 0
+    for log in (tiny_run / "results" / "logs" / "ablate").rglob("*.log"):
+        text = log.read_text()
+        found = re.search(r"trunk outputs: (\d+) loaded from the run's cache, (\d+) computed", text)
+        assert (found is not None) == (" warm start: " in text), log
+        if found:
+            loaded, computed = loaded + int(found.group(1)), computed + int(found.group(2))
+    assert loaded > computed > 0
+
+
 def test_a_job_started_cold_writes_what_the_warm_one_wrote(tiny_run, tmp_path):
     """The same counts and tables from a job run in its own process as from its warm start."""
     workdir = tmp_path / "run"

@@ -72,13 +72,18 @@ class AblationEngine:
 
     @torch.no_grad()
     def predictions(
-        self, x: torch.Tensor, units: list[int], values: torch.Tensor
+        self,
+        x: torch.Tensor,
+        units: list[int],
+        values: torch.Tensor,
+        trunk: tuple[torch.Tensor, list[torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Intact predictions (B) and predictions with each unit ablated (len(units) x B).
 
-        `values[u]` is what unit u's coordinate is set to (0 for zero ablation).
+        `values[u]` is what unit u's coordinate is set to (0 for zero ablation). `trunk`: the
+        trunk's outputs for `x` (`run_trunk`), when they are known already.
         """
-        activation, side = run_trunk(self.split, x)
+        activation, side = run_trunk(self.split, x) if trunk is None else trunk
         if self.flops_per_copy is None:
             self.flops_per_copy = self.plan_object.flops(activation, side)
         state = self.plan_object.prepare(activation, side, values)

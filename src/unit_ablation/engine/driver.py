@@ -22,6 +22,7 @@ from unit_ablation.engine.resume import (
     save_or_stop,
 )
 from unit_ablation.engine.selection import CHECK_IMAGES, choose_engine
+from unit_ablation.engine.trunk_cache import TrunkBatch, TrunkSource
 from unit_ablation.engine.values import prepare_ablation
 from unit_ablation.runtime import termination
 from unit_ablation.runtime.device import device_batch, image_batches
@@ -41,15 +42,26 @@ class _Engine(Protocol):
 
 
 def batch_predictions(
-    engine: _Engine, x: torch.Tensor, units: list[int], values: torch.Tensor, limit: list[int]
+    engine: _Engine,
+    x: torch.Tensor,
+    units: list[int],
+    values: torch.Tensor,
+    limit: list[int],
+    trunk: TrunkBatch | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`engine.predictions` on a batch, split into parts of at most `limit[0]` images; on running
-    out of memory (the head already at one copy per pass, or the trunk itself) the limit halves."""
+    out of memory (the head already at one copy per pass, or the trunk itself) the limit halves.
+    `trunk`: the batch's trunk outputs, when they are known (an `AblationEngine` only)."""
     intact, ablated, start = [], [], 0
     while start < len(x):
         part = x[start : start + limit[0]]
         try:
-            result = engine.predictions(part, units, values)
+            if trunk is None:
+                result = engine.predictions(part, units, values)
+            else:
+                window = slice(start, start + len(part))
+                part_trunk = (trunk[0][window], [value[window] for value in trunk[1]])
+                result = engine.predictions(part, units, values, trunk=part_trunk)
         except (RuntimeError, MemoryError) as error:
             if not is_out_of_memory(error) or limit[0] == 1:
                 raise
@@ -74,12 +86,16 @@ def count_batches(
     values: torch.Tensor,
     totals: CountTotals,
     progress: Progress,
+    trunks: Iterable[TrunkBatch] | None = None,
 ) -> Iterator[int]:
     """Count every batch (images, labels on the engine's device) into `totals`; yields the images
-    done after each batch, so that the caller can save progress."""
+    done after each batch, so that the caller can save progress. `trunks`: the batches' trunk
+    outputs, when they are known."""
     limit = [max(1, 1 << 62)]
+    known = iter(trunks) if trunks is not None else None
     for x, y in batches:
-        intact, ablated = batch_predictions(engine, x, units, values, limit)
+        trunk = None if known is None else next(known)
+        intact, ablated = batch_predictions(engine, x, units, values, limit, trunk)
         totals.add(intact, ablated, y)
         progress.update(len(x), note=f"{len(units)} units")
         yield totals.images
@@ -121,6 +137,7 @@ def ablate_units(
     mean_images: np.ndarray | None = None,
     resume: PartialCounts | None = None,
     saver: ProgressSaver | None = None,
+    cached_trunk: TrunkSource | None = None,
 ) -> AblationCounts:
     """The engine: counts for every unit in `units`, with the plan chosen for (model, layer, basis).
 
@@ -128,11 +145,13 @@ def ablate_units(
     `mean_images` (default: the evaluated images). `options.units_per_pass` fixes K, the ablated
     copies per pass; by default K follows `options.memory_mb`. `resume` continues from the counts
     of a killed run's first images; `saver` saves the counts so far when it is due (the counts are
-    sums over images, so the result is the same).
+    sums over images, so the result is the same). `cached_trunk` gives the trunk's outputs for a set
+    of images in batches of `options.batch_size` (`trunk_cache.TrunkCache.source`), where a traced
+    plan runs; they are the bits the engine's own trunk would give.
     """
     device, q, values = prepare_ablation(
         model, layer, images, rotation, options.value, options.batch_size, options.device, mean_images,
-        options.precision,
+        options.precision, cached_trunk,
     )  # fmt: skip
     engine = _engine(model, layer, q, options, images[:CHECK_IMAGES], device)
     labels = np.asarray(labels)
@@ -145,8 +164,11 @@ def ablate_units(
         log.info("resuming at image %d of %d", done, len(images))
         progress.update(done, note="from the saved progress")
     batches = image_batches(images[done:], labels[done:], options.batch_size, device)
+    trunks = None
+    if cached_trunk is not None and isinstance(engine, AblationEngine) and done % options.batch_size == 0:
+        trunks = cached_trunk(images)[done // options.batch_size :]
     with termination.deferred():  # SIGTERM: finish the batch, save, stop (a rerun resumes)
-        for done in count_batches(engine, batches, units, values, totals, progress):
+        for done in count_batches(engine, batches, units, values, totals, progress, trunks):
             if done == len(images):
                 break  # the last batch: finish the job even when asked to stop
             save_or_stop(saver, done, len(images), totals.numpy)

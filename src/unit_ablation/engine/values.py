@@ -12,6 +12,7 @@ from unit_ablation.data.dataset import to_float
 from unit_ablation.engine.basis import to_basis
 from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
 from unit_ablation.engine.layer_hooks import layer_output
+from unit_ablation.engine.trunk_cache import TrunkSource
 from unit_ablation.runtime.device import (
     image_batches,
     set_precision,
@@ -41,16 +42,20 @@ def channel_means(
     rotation: torch.Tensor | None,
     batch_size: int,
     device: torch.device,
+    cached_trunk: TrunkSource | None = None,
 ) -> torch.Tensor:
     """Dataset mean of every unit's coordinate (over images and positions), for mean ablation.
 
-    The trunk computes the activations; for a model torch.fx cannot trace, hooks do."""
+    The trunk computes the activations (or `cached_trunk`, in the same batches); for a model
+    torch.fx cannot trace, hooks do."""
     batches = image_batches(images, None, batch_size, device)
     try:
         split = split_model(model, layer)
     except TraceFailed:
         module = resolve_layer(model, layer)
         return coordinate_means((layer_output(model, module, x, layer) for x, _ in batches), rotation)
+    if cached_trunk is not None:
+        return coordinate_means((activation for activation, _ in cached_trunk(images)), rotation)
     return coordinate_means((run_trunk(split, x)[0] for x, _ in batches), rotation)
 
 
@@ -62,10 +67,11 @@ def ablation_values(
     value: str,
     batch_size: int,
     device: torch.device,
+    cached_trunk: TrunkSource | None = None,
 ) -> torch.Tensor:
     """What each unit's coordinate is set to: 0, or its mean over `images`."""
     if value == "mean":
-        return channel_means(model, layer, images, rotation, batch_size, device).to(device)
+        return channel_means(model, layer, images, rotation, batch_size, device, cached_trunk).to(device)
     if value == "zero":
         x = torch.from_numpy(to_float(images[:1])).to(device)
         return torch.zeros(layer_output(model, resolve_layer(model, layer), x, layer).shape[1], device=device)
@@ -82,6 +88,7 @@ def prepare_ablation(
     device: str | torch.device,
     mean_images: np.ndarray | None,
     precision: str = "exact",
+    cached_trunk: TrunkSource | None = None,
 ) -> tuple[torch.device, torch.Tensor | None, torch.Tensor]:
     """Device (in `precision` mode) with the model on it, the rotation as a tensor, and each unit's
     ablation value. Shared by the engine, the naive reference and cumulative ablation.
@@ -92,4 +99,4 @@ def prepare_ablation(
     model.eval().to(device)
     q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
     reference = images if mean_images is None else mean_images
-    return device, q, ablation_values(model, layer, reference, q, value, batch_size, device)
+    return device, q, ablation_values(model, layer, reference, q, value, batch_size, device, cached_trunk)

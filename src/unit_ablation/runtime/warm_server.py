@@ -18,6 +18,7 @@ import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -27,6 +28,11 @@ import threading
 import traceback
 
 from unit_ablation.runtime.warm_start import CHILD_VARIABLE, SERVER_VARIABLE, STREAMS
+
+# set in each child: the run's folder for the trunk outputs its jobs share (engine.trunk_cache), a
+# folder beside the socket that the server removes when it stops
+TRUNK_CACHE_VARIABLE = "UNIT_ABLATION_TRUNK_CACHE"
+TRUNK_CACHE_FOLDER = "trunks"
 
 ACCEPT_TIMEOUT_S = 1.0  # how often the server checks on its owner and reaps children
 REQUEST_TIMEOUT_S = 10.0
@@ -61,6 +67,7 @@ def serve(path: str, owner: int) -> None:
                 _start_job(listener, connection)
     finally:
         listener.close()
+        shutil.rmtree(_trunk_cache(path), ignore_errors=True)
         for leftover in (path, os.path.dirname(path)):
             try:
                 os.rmdir(leftover) if leftover != path else os.unlink(leftover)
@@ -95,11 +102,17 @@ def _start_job(listener: socket.socket, connection: socket.socket) -> None:
         # the job runs in its own process (hand_over returns when no pid comes back)
         pid = -1
     if pid == 0:
+        request["env"][TRUNK_CACHE_VARIABLE] = _trunk_cache(listener.getsockname())
         listener.close()
         _run_child(connection, fds, request)  # never returns
     for fd in fds:
         os.close(fd)
     connection.close()
+
+
+def _trunk_cache(socket_path: str) -> str:
+    """The run's folder for shared trunk outputs, beside the server's socket."""
+    return os.path.join(os.path.dirname(socket_path), TRUNK_CACHE_FOLDER)
 
 
 def _receive_exactly(connection: socket.socket, size: int) -> bytes:

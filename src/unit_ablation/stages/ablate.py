@@ -24,6 +24,7 @@ from unit_ablation.engine.resume import (
     load_progress,
     progress_path,
 )
+from unit_ablation.engine.trunk_cache import TrunkCache
 from unit_ablation.files.formats import stamped
 from unit_ablation.files.writing import atomic_path
 from unit_ablation.models.checkpoint import check_num_classes, load_model
@@ -89,19 +90,25 @@ def ablate_chunk_to_file(
             mean_images,
         )  # fmt: skip
     else:
+        code = stage_code_hash(Path(__file__), PACKAGE_DIR, [model_module(model.config["arch"])])
         job = fingerprint(
             model=file_identity(model_path), dataset=file_identity(dataset_path), layer=layer_spec,
             units=units,
             eval_split=eval_split, value=value, mean_split=mean_split, plan=plan, precision=precision,
-            device=torch_device.type, torch=torch.__version__,
-            code=stage_code_hash(Path(__file__), PACKAGE_DIR, [model_module(model.config["arch"])]),
+            device=torch_device.type, torch=torch.__version__, code=code,
         )  # fmt: skip
         saver = ProgressSaver(progress_path(output), job, save_seconds)
         resumed = load_progress(saver.path, job, (len(units), dataset.num_classes))
+        cache = TrunkCache.for_this_job() if torch_device.type == "cpu" else None
         counts = ablate_units(
             model, spec.layer, images, labels, units, dataset.num_classes, rotation, engine_options,
             mean_images, resume=resumed, saver=saver,
+            cached_trunk=None if cache is None else cache.source(
+                model, spec.layer, options.batch_size, torch_device, code
+            ),
         )  # fmt: skip
+        if cache is not None:
+            log.info("trunk outputs: %d loaded from the run's cache, %d computed", cache.hits, cache.misses)
     seconds = time.monotonic() - start
     metadata = {
         "plan": counts.plan,

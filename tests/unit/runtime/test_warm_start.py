@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from unit_ablation.runtime import warm_start
+from unit_ablation.runtime import warm_server, warm_start
 
 from support.paths import PROJECT_ROOT
 
@@ -31,7 +31,8 @@ from unit_ablation.runtime.warm_start import hand_over, is_warm_child
 
 hand_over()
 report = {{"warm": is_warm_child(), "pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
-          "argv": sys.argv, "value": os.environ.get("JOB_VALUE")}}
+          "argv": sys.argv, "value": os.environ.get("JOB_VALUE"),
+          "trunks": os.environ.get("UNIT_ABLATION_TRUNK_CACHE")}}
 with open("report.json", "w") as file:
     json.dump(report, file)
 print("to stdout", flush=True)
@@ -41,6 +42,9 @@ if action == "raise":
     raise ValueError("the job's own error")
 if action == "sleep":
     time.sleep(60)
+if action == "cache":  # what a job sharing trunk outputs does
+    os.makedirs(report["trunks"], exist_ok=True)
+    open(os.path.join(report["trunks"], "a-trunk.pt"), "w").close()
 sys.exit(int(os.environ.get("JOB_EXIT", "0")))
 """
 
@@ -99,6 +103,27 @@ def test_the_job_runs_in_a_child_of_the_server(server, job, tmp_path):
     assert seen["cwd"] == str(tmp_path) and seen["argv"] == ["job.py", "an-argument"]
     assert seen["value"] == "passed"
     assert stdout == "to stdout\n" and stderr == "to stderr\n"
+
+
+def test_jobs_share_a_trunk_folder_that_the_server_removes_when_it_stops(server, job, tmp_path):
+    socket_path = json.loads(os.environ[warm_start.SERVER_VARIABLE])["socket"]
+    process = job(JOB_ACTION="cache")
+    process.communicate(timeout=60)
+    assert process.returncode == 0
+    folder = Path(report(tmp_path)["trunks"])
+    assert folder == Path(socket_path).parent / warm_server.TRUNK_CACHE_FOLDER
+    assert (folder / "a-trunk.pt").exists()
+    warm_start.stop_server()
+    assert not folder.exists() and not folder.parent.exists()
+
+
+def test_a_job_in_its_own_process_has_no_trunk_folder(job, tmp_path, monkeypatch):
+    monkeypatch.delenv(warm_start.SERVER_VARIABLE, raising=False)
+    monkeypatch.delenv(warm_server.TRUNK_CACHE_VARIABLE, raising=False)
+    process = job()
+    process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert report(tmp_path)["trunks"] is None
 
 
 def test_an_error_in_the_job_fails_it_with_its_traceback(server, job, tmp_path):

@@ -1,0 +1,193 @@
+"""Trunk outputs shared by the jobs of one local run.
+
+Every ablate job of a (model, layer) runs the same trunk on the same images: `configs/full.yaml`
+has 8 such jobs per layer (4 bases, zero and mean ablation), and the 4 mean jobs also run it on
+the mean images. The first job to need a trunk stores its outputs, batch by batch as the engine
+computes them, in the run's folder (the warm-start server's, removed when the run ends); the
+others load them. A job's counts are those it would compute itself: the key covers everything the
+trunk's bits depend on on one machine (the model's weights and code, the layer, the images, the
+batch size, the thread count, the device and the torch build).
+
+Only local CPU jobs forked by the warm-start server have a folder (`TrunkCache.for_this_job`);
+cluster jobs, GPU jobs and notebook calls run their trunk themselves. The folder holds at most
+`UNIT_ABLATION_TRUNK_CACHE_GB` (default 8; 0 turns the cache off), and never more than half the
+free space of its file system; the least recently used trunks go first.
+
+Example:
+    >>> import numpy as np, tempfile, torch
+    >>> from unit_ablation.models.fashion_alexnet import FashionAlexNet
+    >>> cache = TrunkCache(Path(tempfile.mkdtemp()), budget_bytes=1 << 30)
+    >>> model, images = FashionAlexNet().eval(), np.zeros((3, 1, 28, 28), np.uint8)
+    >>> first = cache.trunk_batches(model, "conv5", images, 2, torch.device("cpu"), code="v1")
+    >>> again = cache.trunk_batches(model, "conv5", images, 2, torch.device("cpu"), code="v1")
+    >>> cache.hits, cache.misses, [len(activation) for activation, _ in again]
+    (1, 1, [2, 1])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from unit_ablation.engine.graph_split import run_trunk, split_model
+from unit_ablation.files.writing import atomic_path
+from unit_ablation.runtime.device import image_batches
+from unit_ablation.runtime.warm_server import TRUNK_CACHE_VARIABLE
+
+log = logging.getLogger(__name__)
+
+BUDGET_VARIABLE = "UNIT_ABLATION_TRUNK_CACHE_GB"
+DEFAULT_BUDGET_GB = 8.0
+
+TrunkBatch = tuple[torch.Tensor, list[torch.Tensor]]  # one batch's activation and side values
+# images -> their trunk outputs in the engine's batches (`TrunkCache.source`)
+TrunkSource = Callable[[np.ndarray], list[TrunkBatch]]
+
+
+class TrunkCache:
+    """A folder of trunk outputs, at most `budget_bytes` of them; `hits` and `misses` count the
+    lookups of this process."""
+
+    def __init__(self, folder: Path, budget_bytes: int) -> None:
+        self.folder = folder
+        self.budget_bytes = budget_bytes
+        self.hits = 0
+        self.misses = 0
+
+    @classmethod
+    def for_this_job(cls) -> TrunkCache | None:
+        """The run's cache, in a job process the warm-start server forked; None elsewhere or when
+        `UNIT_ABLATION_TRUNK_CACHE_GB` is 0."""
+        folder = os.environ.get(TRUNK_CACHE_VARIABLE)
+        if not folder:
+            return None
+        try:
+            budget_gb = float(os.environ.get(BUDGET_VARIABLE, DEFAULT_BUDGET_GB))
+        except ValueError:
+            value = os.environ[BUDGET_VARIABLE]
+            log.warning("%s=%r is not a number: the trunk cache is off", BUDGET_VARIABLE, value)
+            return None
+        if budget_gb <= 0:
+            return None
+        return cls(Path(folder), int(budget_gb * 2**30))
+
+    def trunk_batches(
+        self,
+        model: nn.Module,
+        layer: str,
+        images: np.ndarray,
+        batch_size: int,
+        device: torch.device,
+        code: str,
+    ) -> list[TrunkBatch]:
+        """The trunk's outputs for `images` in batches of `batch_size`, as `run_trunk` gives them:
+        loaded when a job of the run stored them, else computed and stored. `code` identifies the
+        code that runs the trunk (the stage's code hash)."""
+        key = trunk_key(model, layer, images, batch_size, device, code)
+        found = self._load(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        split = split_model(model, layer)
+        with torch.no_grad():
+            batches = [run_trunk(split, x) for x, _ in image_batches(images, None, batch_size, device)]
+        self._store(key, batches)
+        return batches
+
+    def source(
+        self, model: nn.Module, layer: str, batch_size: int, device: torch.device, code: str
+    ) -> TrunkSource:
+        """`trunk_batches` for any images, the rest fixed: what `ablate_units` takes."""
+        return lambda images: self.trunk_batches(model, layer, images, batch_size, device, code)
+
+    def _path(self, key: str) -> Path:
+        return self.folder / f"{key}.pt"
+
+    def _load(self, key: str) -> list[TrunkBatch] | None:
+        path = self._path(key)
+        try:
+            saved = torch.load(path, mmap=True, weights_only=True)
+            _touch(path)
+        except (OSError, RuntimeError, EOFError, ValueError) as error:
+            if path.exists():
+                log.warning("trunk cache: %s unreadable (%s): running the trunk", path.name, error)
+            return None
+        return [(batch[0], list(batch[1:])) for batch in saved]
+
+    def _store(self, key: str, batches: list[TrunkBatch]) -> None:
+        size = sum(t.numel() * t.element_size() for activation, side in batches for t in (activation, *side))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            budget = min(self.budget_bytes, shutil.disk_usage(self.folder).free // 2)
+            if size > budget:
+                return
+            self._evict(budget - size)
+            with atomic_path(self._path(key)) as tmp:
+                torch.save([[activation, *side] for activation, side in batches], tmp)
+            _touch(self._path(key))
+        except OSError as error:  # a full or vanished folder only costs the other jobs time
+            log.warning("trunk cache: not stored (%s)", error)
+
+    def _evict(self, keep_bytes: int) -> None:
+        """Remove the least recently used trunks until at most `keep_bytes` remain."""
+        entries = []
+        for entry in os.scandir(self.folder):
+            if entry.name.endswith(".pt"):
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:  # another job evicted it
+                    continue
+                entries.append((stat.st_mtime_ns, stat.st_size, entry.path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= keep_bytes:
+                break
+            Path(path).unlink(missing_ok=True)
+            total -= size
+
+
+def _touch(path: Path) -> None:
+    """Mark a trunk as just used. An explicit time: the file system's own clock ticks coarsely
+    (milliseconds), so a store and a load in the same tick would tie."""
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
+
+
+def trunk_key(
+    model: nn.Module, layer: str, images: np.ndarray, batch_size: int, device: torch.device, code: str
+) -> str:
+    """A digest of everything a trunk's bits depend on, on one machine and torch build."""
+    digest = hashlib.sha256()
+    fields = [
+        type(model).__module__,
+        type(model).__qualname__,
+        layer,
+        str(images.shape),
+        str(images.dtype),
+        str(batch_size),
+        device.type,
+        str(torch.get_num_threads()),
+        torch.__version__,
+        code,
+    ]
+    digest.update("\0".join(fields).encode())
+    _update(digest, np.ascontiguousarray(images).data)
+    for name, tensor in {**dict(model.named_parameters()), **dict(model.named_buffers())}.items():
+        digest.update(name.encode())
+        _update(digest, tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()[:32]
+
+
+def _update(digest: hashlib._Hash, data: memoryview) -> None:
+    digest.update(str(data.nbytes).encode())
+    digest.update(data)
