@@ -30,6 +30,7 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,6 @@ import torch
 from torch import nn
 
 from unit_ablation.engine.graph_split import run_trunk, split_model
-from unit_ablation.files.writing import atomic_path
 from unit_ablation.runtime.device import image_batches
 from unit_ablation.runtime.warm_server import TRUNK_CACHE_VARIABLE
 
@@ -132,11 +132,18 @@ class TrunkCache:
             if size > budget:
                 return
             self._evict(budget - size)
-            with atomic_path(self._path(key)) as tmp:
+            # not files.writing.atomic_path: two jobs may store the same trunk at once, and it
+            # removes other writers' temporaries as stale
+            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".part")
+            os.close(fd)
+            try:
                 torch.save([[activation, *side] for activation, side in batches], tmp)
+                os.replace(tmp, self._path(key))
+            finally:
+                Path(tmp).unlink(missing_ok=True)
             _touch(self._path(key))
-        except OSError as error:  # a full or vanished folder only costs the other jobs time
-            log.warning("trunk cache: not stored (%s)", error)
+        except (OSError, RuntimeError) as error:  # torch.save on a full disk: RuntimeError
+            log.warning("trunk cache: not stored (%s); the other jobs run the trunk themselves", error)
 
     def _evict(self, keep_bytes: int) -> None:
         """Remove the least recently used trunks until at most `keep_bytes` remain."""

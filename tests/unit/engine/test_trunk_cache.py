@@ -143,6 +143,23 @@ def test_an_unreadable_entry_is_run_again(tmp_path):
     assert torch.equal(again[0][0], expected[0][0])
 
 
+def test_a_failed_store_leaves_the_job_its_trunk_and_no_partial_file(tmp_path, monkeypatch, caplog):
+    torch.manual_seed(0)
+    model = FashionAlexNet(width=0.25).eval()
+    images, _ = synthetic_images(10, seed=46)
+    expected = TrunkCache(tmp_path / "good", 1 << 30).trunk_batches(model, "conv4", images, 5, CPU, "code")
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(tc.torch, "save", full_disk)
+    cache = TrunkCache(tmp_path / "full", 1 << 30)
+    got = cache.trunk_batches(model, "conv4", images, 5, CPU, "code")
+    assert [torch.equal(a[0], b[0]) for a, b in zip(got, expected, strict=True)] == [True, True]
+    assert list((tmp_path / "full").iterdir()) == []
+    assert "not stored" in caplog.text
+
+
 def test_only_jobs_of_a_warm_started_run_have_a_cache(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv(TRUNK_CACHE_VARIABLE, raising=False)
     monkeypatch.delenv(tc.BUDGET_VARIABLE, raising=False)
