@@ -41,7 +41,7 @@ from torch import nn
 
 from unit_ablation.engine.graph_split import run_trunk, split_model
 from unit_ablation.runtime.device import image_batches
-from unit_ablation.runtime.warm_server import TRUNK_CACHE_VARIABLE
+from unit_ablation.runtime.shared_folder import TRUNK_CACHE_VARIABLE
 
 log = logging.getLogger(__name__)
 

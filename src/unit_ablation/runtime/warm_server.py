@@ -27,12 +27,8 @@ import tempfile
 import threading
 import traceback
 
+from unit_ablation.runtime.shared_folder import TRUNK_CACHE_FOLDER, TRUNK_CACHE_VARIABLE
 from unit_ablation.runtime.warm_start import CHILD_VARIABLE, SERVER_VARIABLE, STREAMS
-
-# set in each child: the run's folder for the trunk outputs its jobs share (engine.trunk_cache), a
-# folder beside the socket that the server removes when it stops
-TRUNK_CACHE_VARIABLE = "UNIT_ABLATION_TRUNK_CACHE"
-TRUNK_CACHE_FOLDER = "trunks"
 
 ACCEPT_TIMEOUT_S = 1.0  # how often the server checks on its owner and reaps children
 REQUEST_TIMEOUT_S = 10.0

@@ -18,7 +18,7 @@ from unit_ablation.engine.driver import ablate_units
 from unit_ablation.engine.options import AblationOptions
 from unit_ablation.engine.trunk_cache import TrunkCache, trunk_key
 from unit_ablation.models.fashion_alexnet import FashionAlexNet
-from unit_ablation.runtime.warm_server import TRUNK_CACHE_VARIABLE
+from unit_ablation.runtime.shared_folder import TRUNK_CACHE_VARIABLE
 
 from support.synthetic import synthetic_images
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from unit_ablation.runtime import warm_server, warm_start
+from unit_ablation.runtime import shared_folder, warm_start
 
 from support.paths import PROJECT_ROOT
 
@@ -111,7 +111,7 @@ def test_jobs_share_a_trunk_folder_that_the_server_removes_when_it_stops(server,
     process.communicate(timeout=60)
     assert process.returncode == 0
     folder = Path(report(tmp_path)["trunks"])
-    assert folder == Path(socket_path).parent / warm_server.TRUNK_CACHE_FOLDER
+    assert folder == Path(socket_path).parent / shared_folder.TRUNK_CACHE_FOLDER
     assert (folder / "a-trunk.pt").exists()
     warm_start.stop_server()
     assert not folder.exists() and not folder.parent.exists()
@@ -119,7 +119,7 @@ def test_jobs_share_a_trunk_folder_that_the_server_removes_when_it_stops(server,
 
 def test_a_job_in_its_own_process_has_no_trunk_folder(job, tmp_path, monkeypatch):
     monkeypatch.delenv(warm_start.SERVER_VARIABLE, raising=False)
-    monkeypatch.delenv(warm_server.TRUNK_CACHE_VARIABLE, raising=False)
+    monkeypatch.delenv(shared_folder.TRUNK_CACHE_VARIABLE, raising=False)
     process = job()
     process.communicate(timeout=60)
     assert process.returncode == 0
