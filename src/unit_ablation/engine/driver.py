@@ -166,7 +166,8 @@ def ablate_units(
     batches = image_batches(images[done:], labels[done:], options.batch_size, device)
     trunks = None
     if cached_trunk is not None and isinstance(engine, AblationEngine) and done % options.batch_size == 0:
-        trunks = cached_trunk(images)[done // options.batch_size :]
+        known = cached_trunk(images)
+        trunks = None if known is None else known[done // options.batch_size :]
     with termination.deferred():  # SIGTERM: finish the batch, save, stop (a rerun resumes)
         for done in count_batches(engine, batches, units, values, totals, progress, trunks):
             if done == len(images):

@@ -50,7 +50,7 @@ DEFAULT_BUDGET_GB = 8.0
 
 TrunkBatch = tuple[torch.Tensor, list[torch.Tensor]]  # one batch's activation and side values
 # images -> their trunk outputs in the engine's batches (`TrunkCache.source`)
-TrunkSource = Callable[[np.ndarray], list[TrunkBatch]]
+TrunkSource = Callable[[np.ndarray], list[TrunkBatch] | None]
 
 
 class TrunkCache:
@@ -88,19 +88,24 @@ class TrunkCache:
         batch_size: int,
         device: torch.device,
         code: str,
-    ) -> list[TrunkBatch]:
+    ) -> list[TrunkBatch] | None:
         """The trunk's outputs for `images` in batches of `batch_size`, as `run_trunk` gives them:
         loaded when a job of the run stored them, else computed and stored. `code` identifies the
-        code that runs the trunk (the stage's code hash)."""
+        code that runs the trunk (the stage's code hash). None when they would not fit the budget
+        (paper-scale layers): the caller then runs the trunk batch by batch, holding one at a time."""
         key = trunk_key(model, layer, images, batch_size, device, code)
         found = self._load(key)
         if found is not None:
             self.hits += 1
             return found
-        self.misses += 1
         split = split_model(model, layer)
+        batches: list[TrunkBatch] = []
         with torch.no_grad():
-            batches = [run_trunk(split, x) for x, _ in image_batches(images, None, batch_size, device)]
+            for x, _ in image_batches(images, None, batch_size, device):
+                batches.append(run_trunk(split, x))
+                if len(batches) == 1 and _bytes(batches) * -(-len(images) // batch_size) > self._budget():
+                    return None
+        self.misses += 1
         self._store(key, batches)
         return batches
 
@@ -124,11 +129,18 @@ class TrunkCache:
             return None
         return [(batch[0], list(batch[1:])) for batch in saved]
 
-    def _store(self, key: str, batches: list[TrunkBatch]) -> None:
-        size = sum(t.numel() * t.element_size() for activation, side in batches for t in (activation, *side))
+    def _budget(self) -> int:
+        """The bytes the folder may hold now: the budget, at most half the free space."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            budget = min(self.budget_bytes, shutil.disk_usage(self.folder).free // 2)
+            return min(self.budget_bytes, shutil.disk_usage(self.folder).free // 2)
+        except OSError:
+            return 0
+
+    def _store(self, key: str, batches: list[TrunkBatch]) -> None:
+        size = _bytes(batches)
+        try:
+            budget = self._budget()
             if size > budget:
                 return
             self._evict(budget - size)
@@ -161,6 +173,10 @@ class TrunkCache:
                 break
             Path(path).unlink(missing_ok=True)
             total -= size
+
+
+def _bytes(batches: list[TrunkBatch]) -> int:
+    return sum(t.numel() * t.element_size() for activation, side in batches for t in (activation, *side))
 
 
 def _touch(path: Path) -> None:

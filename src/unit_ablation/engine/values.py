@@ -54,8 +54,9 @@ def channel_means(
     except TraceFailed:
         module = resolve_layer(model, layer)
         return coordinate_means((layer_output(model, module, x, layer) for x, _ in batches), rotation)
-    if cached_trunk is not None:
-        return coordinate_means((activation for activation, _ in cached_trunk(images)), rotation)
+    known = None if cached_trunk is None else cached_trunk(images)
+    if known is not None:
+        return coordinate_means((activation for activation, _ in known), rotation)
     return coordinate_means((run_trunk(split, x)[0] for x, _ in batches), rotation)
 
 

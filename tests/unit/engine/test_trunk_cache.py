@@ -63,6 +63,20 @@ def test_jobs_that_load_the_trunk_get_the_counts_they_compute_themselves(
     assert_same_counts(second, own)
 
 
+def test_a_trunk_too_big_to_keep_leaves_the_job_its_own_trunk(small_model, tmp_path):
+    images, labels = synthetic_images(60, seed=47)
+    units = list(range(small_model.unit_count("conv5")))
+    options = AblationOptions(value="mean", batch_size=20)
+    own = ablate_units(small_model, "conv5", images, labels, units, 10, options=options)
+    cache = TrunkCache(tmp_path, budget_bytes=1024)
+    got = ablate_units(
+        small_model, "conv5", images, labels, units, 10, options=options,
+        cached_trunk=cache.source(small_model, "conv5", 20, CPU, "test"),
+    )  # fmt: skip
+    assert (cache.hits, cache.misses) == (0, 0)
+    assert_same_counts(got, own)
+
+
 def test_a_resumed_job_takes_the_trunk_of_the_images_it_has_left(small_model, tmp_path):
     from unit_ablation.engine.resume import PartialCounts
 
@@ -125,8 +139,9 @@ def test_the_folder_keeps_within_its_budget_least_recently_used_first(tmp_path):
     cache.trunk_batches(model, "conv3", images[0], 10, CPU, "code")  # evicts images[2]'s
     cache.trunk_batches(model, "conv3", images[1], 10, CPU, "code")
     assert (cache.hits, cache.misses) == (2, 4)
-    small = TrunkCache(tmp_path / "small", budget_bytes=one // 2)  # a trunk too big is not stored
-    small.trunk_batches(model, "conv3", images[0], 10, CPU, "code")
+    # a trunk too big for the budget is neither stored nor held whole: the job streams it
+    small = TrunkCache(tmp_path / "small", budget_bytes=one // 2)
+    assert small.trunk_batches(model, "conv3", images[0], 10, CPU, "code") is None
     assert not (tmp_path / "small").exists() or not os.listdir(tmp_path / "small")
 
 
