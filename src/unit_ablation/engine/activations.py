@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch import nn
 from unit_ablation.engine.basis import to_basis
 from unit_ablation.engine.graph_split import TraceFailed, resolve_layer, run_trunk, split_model
 from unit_ablation.engine.layer_hooks import output_and_logits
+from unit_ablation.engine.trunk_cache import TrunkCache, trunk_key
 from unit_ablation.runtime.device import image_batches
 from unit_ablation.runtime.progress import Progress
 
@@ -57,6 +58,8 @@ def layer_statistics(
     batch_size: int = 1000,
     label: str = "",
     device: torch.device | None = None,
+    cache: TrunkCache | None = None,
+    code: str = "",
 ) -> dict[str, np.ndarray]:
     """Per image and unit: spatial mean, max, min and fraction of zero positions; plus logits.
 
@@ -65,18 +68,33 @@ def layer_statistics(
     Flipping coordinate j maps its spatial max to minus its spatial min, so the min is kept too.
     Uses the same trunk/head split as the ablation engine; a model torch.fx cannot trace is run
     whole, with a hook that copies the layer's output.
+
+    With a run's `cache` (and `code`, the calling stage's code hash) the activations and logits
+    are shared by the layer's bases: the first job computes and stores them, the others load them.
     """
     device = device or torch.device("cpu")
-    forward = activation_and_logits(model.eval().to(device), layer)
+    model = model.eval().to(device)
+
+    def computed() -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+        progress = Progress(log, f"extract {label}".strip(), len(images), "images")
+        forward = activation_and_logits(model, layer)
+        for x, _ in image_batches(images, None, batch_size, device):
+            activation, logits = forward(x)
+            progress.update(len(x))
+            yield activation, [logits]
+
+    batches: Iterable[tuple[torch.Tensor, list[torch.Tensor]]] | None = None
+    if cache is not None:
+        key = trunk_key(model, layer, images, batch_size, device, code, kind="activations and logits")
+        batches = cache.batches(key, computed, -(-len(images) // batch_size))
+    if batches is None:
+        batches = computed()
     q = None if rotation is None else torch.from_numpy(rotation).float().to(device)
     outputs: dict[str, list[np.ndarray]] = {
         key: [] for key in ("mean", "max", "min", "zero_fraction", "logits")
     }
-    progress = Progress(log, f"extract {label}".strip(), len(images), "images")
-    for x, _ in image_batches(images, None, batch_size, device):
-        activation, logits = forward(x)
+    for activation, (logits,) in batches:
         for key, value in image_statistics(activation, q).items():
             outputs[key].append(value.cpu().numpy())
         outputs["logits"].append(logits.cpu().numpy())
-        progress.update(len(x))
     return {key: np.concatenate(value) for key, value in outputs.items()}

@@ -32,7 +32,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,16 +94,28 @@ class TrunkCache:
         code that runs the trunk (the stage's code hash). None when they would not fit the budget
         (paper-scale layers): the caller then runs the trunk batch by batch, holding one at a time."""
         key = trunk_key(model, layer, images, batch_size, device, code)
+
+        def compute() -> Iterator[TrunkBatch]:
+            split = split_model(model, layer)  # only on a miss: tracing costs time too
+            for x, _ in image_batches(images, None, batch_size, device):
+                yield run_trunk(split, x)
+
+        return self.batches(key, compute, -(-len(images) // batch_size))
+
+    def batches(
+        self, key: str, compute: Callable[[], Iterable[TrunkBatch]], count: int
+    ) -> list[TrunkBatch] | None:
+        """The `count` batches stored under `key` by a job of the run, else those `compute()`
+        yields, stored. None when they would not fit the budget (judged from the first batch)."""
         found = self._load(key)
         if found is not None:
             self.hits += 1
             return found
-        split = split_model(model, layer)
         batches: list[TrunkBatch] = []
         with torch.no_grad():
-            for x, _ in image_batches(images, None, batch_size, device):
-                batches.append(run_trunk(split, x))
-                if len(batches) == 1 and _bytes(batches) * -(-len(images) // batch_size) > self._budget():
+            for batch in compute():
+                batches.append(batch)
+                if len(batches) == 1 and _bytes(batches) * count > self._budget():
                     return None
         self.misses += 1
         self._store(key, batches)
@@ -187,11 +199,19 @@ def _touch(path: Path) -> None:
 
 
 def trunk_key(
-    model: nn.Module, layer: str, images: np.ndarray, batch_size: int, device: torch.device, code: str
+    model: nn.Module,
+    layer: str,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    code: str,
+    kind: str = "trunk",
 ) -> str:
-    """A digest of everything a trunk's bits depend on, on one machine and torch build."""
+    """A digest of everything a trunk's bits depend on, on one machine and torch build; `kind`
+    names what is stored (the trunk's outputs, or another stage's values from the same inputs)."""
     digest = hashlib.sha256()
     fields = [
+        kind,
         type(model).__module__,
         type(model).__qualname__,
         layer,

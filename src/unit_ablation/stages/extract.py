@@ -15,12 +15,17 @@ import torch
 from unit_ablation.data.loading import load_dataset
 from unit_ablation.engine.activations import layer_statistics
 from unit_ablation.engine.basis import basis_matrix
+from unit_ablation.engine.trunk_cache import TrunkCache
 from unit_ablation.files.writing import atomic_path
 from unit_ablation.models.checkpoint import check_num_classes, load_model
 from unit_ablation.runtime.device import choose_device, set_precision
 from unit_ablation.spec.layer_spec import parse_layer_spec
+from unit_ablation.spec.model_classes import model_module
+from unit_ablation.workflow.code_hash import stage_code_hash
 
 log = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).parents[1]
 
 
 def extract_to_file(
@@ -49,6 +54,11 @@ def extract_to_file(
     check_num_classes(model, model_path, dataset.num_classes, dataset_path)
     units = model.unit_count(spec.layer)
     rotation = basis_matrix(units, spec.rotation_seed)
+    # a layer's bases share its activations and logits: the first job computes them
+    cache = TrunkCache.for_this_job() if torch_device.type == "cpu" else None
+    code = ""
+    if cache is not None:
+        code = stage_code_hash(Path(__file__), PACKAGE_DIR, [model_module(model.config["arch"])])
     payload: dict[str, np.ndarray] = {"class_names": np.array(dataset.class_names)}
     stats = layer_statistics(
         model,
@@ -58,7 +68,13 @@ def extract_to_file(
         batch_size,
         label=f"{layer_spec} {attribute_split}",
         device=torch_device,
+        cache=cache,
+        code=code,
     )
+    if cache is not None:
+        log.info(
+            "activations and logits: %d loaded from the run's cache, %d computed", cache.hits, cache.misses
+        )
     for key, value in stats.items():
         payload[f"attr_{key}"] = value
     payload["attr_labels"] = dataset.labels[attribute_split]

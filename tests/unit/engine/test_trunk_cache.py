@@ -11,14 +11,18 @@ import numpy as np
 import pytest
 import torch
 
+from unit_ablation.data.fashion_mnist import prepare_fashion_mnist
 from unit_ablation.engine import trunk_cache as tc
+from unit_ablation.engine.activations import layer_statistics
 from unit_ablation.engine.basis import random_rotation
 from unit_ablation.engine.counts import HALF_ARRAYS
 from unit_ablation.engine.driver import ablate_units
 from unit_ablation.engine.options import AblationOptions
 from unit_ablation.engine.trunk_cache import TrunkCache, trunk_key
+from unit_ablation.models.checkpoint import save_checkpoint
 from unit_ablation.models.fashion_alexnet import FashionAlexNet
 from unit_ablation.runtime.shared_folder import TRUNK_CACHE_VARIABLE
+from unit_ablation.stages.extract import extract_to_file
 
 from support.synthetic import synthetic_images
 
@@ -190,3 +194,54 @@ def test_only_jobs_of_a_warm_started_run_have_a_cache(tmp_path, monkeypatch, cap
     monkeypatch.setenv(tc.BUDGET_VARIABLE, "lots")
     assert TrunkCache.for_this_job() is None
     assert tc.BUDGET_VARIABLE in caplog.text
+
+
+@pytest.mark.parametrize("layer", ["conv3", "conv5"])
+def test_a_layers_bases_share_its_activations_and_logits(small_model, tmp_path, layer):
+    images, _ = synthetic_images(70, seed=43)
+    rotation = random_rotation(small_model.unit_count(layer), 5)
+    cache = TrunkCache(tmp_path, budget_bytes=1 << 30)
+    for q in (None, rotation):  # the canonical job computes and stores; the rotated one loads
+        own = layer_statistics(small_model, layer, images, q, batch_size=30)
+        shared = layer_statistics(small_model, layer, images, q, batch_size=30, cache=cache, code="test")
+        assert own.keys() == shared.keys()
+        for key in own:
+            np.testing.assert_array_equal(shared[key], own[key], err_msg=key)
+    assert (cache.hits, cache.misses) == (1, 1)
+    # another batch size is another entry (the bits may differ), and so is the trunk of ablate jobs
+    layer_statistics(small_model, layer, images, None, batch_size=35, cache=cache, code="test")
+    assert (cache.hits, cache.misses) == (1, 2)
+    cache.trunk_batches(small_model, layer, images, 30, CPU, "test")
+    assert (cache.hits, cache.misses) == (1, 3)
+    # too big to keep: computed once, no entry, the same statistics
+    small = TrunkCache(tmp_path / "small", budget_bytes=1024)
+    got = layer_statistics(small_model, layer, images, None, batch_size=30, cache=small, code="test")
+    np.testing.assert_array_equal(got["max"], layer_statistics(small_model, layer, images, None, 30)["max"])
+    assert (small.hits, small.misses) == (0, 0)
+
+
+def test_extract_jobs_of_a_run_compute_a_layers_activations_once(
+    idx_folder, small_model, tmp_path, monkeypatch, caplog
+):
+    dataset, model = tmp_path / "data.npz", tmp_path / "model.pt"
+    prepare_fashion_mnist(idx_folder, dataset, heldout_size=100, seed=0)
+    save_checkpoint(small_model, model, {"variant": "test"})
+    specs = ["conv4", "conv4@rot0", "conv4@rot1"]
+    monkeypatch.delenv(TRUNK_CACHE_VARIABLE, raising=False)
+    for spec in specs:
+        extract_to_file(model, dataset, tmp_path / f"own-{spec}.npz", spec, "heldout", batch_size=40)
+    monkeypatch.setenv(TRUNK_CACHE_VARIABLE, str(tmp_path / "run"))
+    with caplog.at_level("INFO", logger="unit_ablation"):
+        for spec in specs:
+            extract_to_file(model, dataset, tmp_path / f"run-{spec}.npz", spec, "heldout", batch_size=40)
+    lines = [r.getMessage() for r in caplog.records if "activations and logits:" in r.getMessage()]
+    assert lines == [
+        "activations and logits: 0 loaded from the run's cache, 1 computed",
+        "activations and logits: 1 loaded from the run's cache, 0 computed",
+        "activations and logits: 1 loaded from the run's cache, 0 computed",
+    ]
+    for spec in specs:
+        with np.load(tmp_path / f"own-{spec}.npz") as own, np.load(tmp_path / f"run-{spec}.npz") as run:
+            assert own.files == run.files
+            for key in own.files:
+                np.testing.assert_array_equal(run[key], own[key], err_msg=f"{spec} {key}")
