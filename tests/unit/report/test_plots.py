@@ -355,6 +355,40 @@ def test_save_figure_lays_out_once_and_draws_each_later_format_once(tmp_path):
     assert all(vector)
 
 
+def test_frozen_ticks_give_every_figure_the_bytes_it_had(nan_study, tmp_path, monkeypatch):
+    # the formats after the first draw fixed ticks: each figure's PDF must be what it was without
+    cases = (("nan", nan_study),)  # NaN cells, drops, attributes and rho beside finite ones
+    pairs = [(MODELS[0], SPECS[1]), (MODELS[1], SPECS[1])]
+    frozen = {name: draw_figures(data, tmp_path / "frozen" / name, pairs) for name, data in cases}
+    monkeypatch.setattr(style, "freeze_ticks", lambda figure: None)
+    for name, data in cases:
+        plain = draw_figures(data, tmp_path / "plain" / name, pairs)
+        for figure, (_png, pdf) in plain.items():
+            assert frozen[name][figure][1].read_bytes() == pdf.read_bytes(), f"{name} {figure}"
+
+
+def test_frozen_ticks_keep_offsets_log_ticks_and_colorbars(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    def figure() -> plt.Figure:
+        fig, axes = plt.subplots(1, 3, figsize=(7, 2.5), layout="constrained")
+        axes[0].plot([1e5, 1e5 + 3], [2e-4, 3e-4])  # offset and scientific labels
+        axes[1].loglog([1, 1e4], [3, 5e3])  # log axes: minor ticks and their labels
+        image = axes[2].imshow(np.arange(12.0).reshape(3, 4) * 1e3)
+        fig.colorbar(image, ax=axes[2], label="drop")
+        return fig
+
+    def vector(stem: str) -> list[bytes]:
+        outputs = [tmp_path / f"{stem}.png", tmp_path / f"{stem}.pdf", tmp_path / f"{stem}.svg"]
+        with plt.rc_context({"svg.hashsalt": "fixed"}):
+            style.save_figure(figure(), outputs, dpi=40)
+        return [path.read_bytes() for path in outputs[1:]]
+
+    frozen = vector("frozen")
+    monkeypatch.setattr(style, "freeze_ticks", lambda figure: None)
+    assert frozen == vector("plain")
+
+
 def test_save_figure_rejects_unknown_formats_and_writes_nothing(tmp_path):
     import matplotlib.pyplot as plt
 
