@@ -10,6 +10,7 @@ from unit_ablation.spec.layer_spec import (
 )
 from unit_ablation.runtime import speed_probe, warm_start
 from unit_ablation.workflow.run_estimate import PlannedJob, estimate_run
+from unit_ablation.workflow.scheduler_timers import limit_reevaluation_timers
 from unit_ablation.workflow.study import (
     Study,
     attributes_of,
@@ -21,6 +22,9 @@ from unit_ablation.workflow.study import (
 )
 
 STUDY = Study(config, CHECKOUT)
+
+# Snakemake's scheduler multiplies its wake-up timers, and each wake-up costs CPU beside the jobs
+limit_reevaluation_timers()
 
 
 # {layer_spec}: a layer spec (conv5, conv5@rot0, conv5+mean); {layer}: a layer (cumulative ablation)
