@@ -7,8 +7,11 @@ costed by the torch-free cost model (`spec.cost`), packed onto the run's cores.
   `ablation.gflops` x `MEAN_OVER_SLOWEST_RATE` per job: `ablation.gflops` is the slowest layer's
   rate, so that chunks sized by it stay within their target, and over a study's jobs the engine
   runs faster.
-- **every other job** (prepare, extract, attributes, gather, correlate, plots, report, ...):
-  `OTHER_JOB_SECONDS` per thread, the mean over the default study's other jobs.
+- **shared outputs**: on the CPU, the jobs of one (model, layer) share the trunk's outputs and the
+  extracted activations (`engine.trunk_cache`, in a warm-started run), so only the first ablate
+  job pays for the trunk, and only the first extract job for the forward pass.
+- **every other job** (prepare, extract, attributes, gather, correlate, plots, report, ...): its
+  rule's mean in `OTHER_RULE_SECONDS` per thread, or `OTHER_JOB_SECONDS` for a rule not listed.
 
 The constants were measured on the reference machine (docs/running.md has the measurements), warm
 started. On another machine the run measures its speed first (`runtime.speed_probe`: one thread
@@ -24,24 +27,49 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from unit_ablation.spec.cost import job_seconds, train_flops
+from unit_ablation.spec.layer_spec import parse_layer_spec
 
 if TYPE_CHECKING:
     from unit_ablation.workflow.study import Study
 
-# Measured on the reference machine, a 2-core AMD EPYC (Zen 4) VM, warm started: the default
-# study's `make run` and one network of configs/full.yaml (docs/running.md, Run estimate).
-REFERENCE_PROBE_GFLOPS = 100.0  # runtime.speed_probe there (98-102)
-TRAIN_GFLOPS_PER_THREAD = 100.0  # 1-thread jobs two at a time, bf16 autocast (default)
-JOB_START_SECONDS = 0.25  # from Snakemake's start of a job to its stage and back
+# Measured on the reference machine, a 2-core AMD EPYC (Zen 4) VM, warm started: configs/full.yaml
+# end to end at 6488027 (docs/running.md, Run estimate), with Snakemake's wake-up timers limited
+# (`workflow.scheduler_timers`: before that, Snakemake's own CPU slowed every job by about a fifth).
+REFERENCE_PROBE_GFLOPS = 100.0  # runtime.speed_probe there (98-109)
+TRAIN_GFLOPS_PER_THREAD = 119.0  # 1-thread jobs two at a time, bf16 autocast (default): 69 s a network
+JOB_START_SECONDS = 0.2  # from Snakemake's start of a job to its stage and back (median 0.19 s)
 # The engine's mean rate over a study's CPU ablate jobs as a share of the probe's rate: the
-# cost-model FLOPs of configs/full.yaml's 24 ablate jobs of one network over their seconds in the
-# stage, two 1-thread jobs at a time (83 GFLOP/s at a probe of 108; conv3's jobs, whose tail runs
-# Winograd, 101 GFLOP/s of direct-convolution FLOPs, conv4's and conv5's 47-54).
-ENGINE_OVER_PROBE = 0.77
+# cost-model FLOPs of configs/full.yaml's 360 ablate jobs, a trunk per (model, layer), over their
+# 5,913 s in the stage, two 1-thread jobs at a time, at a probe of 109.
+ENGINE_OVER_PROBE = 0.95
 # Without a measured speed, or on a GPU: the engine's mean rate relative to `ablation.gflops`
 # (the slowest layer's rate, for chunk sizing), as measured on a 2-core Xeon (Sapphire Rapids).
 MEAN_OVER_SLOWEST_RATE = 1.6
-OTHER_JOB_SECONDS = 2.0  # mean seconds in the stage of the jobs other than train and ablate
+# Mean seconds in the stage per job of the other rules, in configs/full.yaml's run at 6488027
+# (docs/running.md); a rule not listed takes OTHER_JOB_SECONDS. `extract`: the job that computes a
+# layer's activations and logits; the layer's other bases load them (EXTRACT_SHARED_SECONDS).
+OTHER_RULE_SECONDS = {
+    "plot_layer": 2.31,
+    "extract": 2.0,
+    "cumulative": 4.67,
+    "plot_sorted_units": 3.21,
+    "plot_cumulative": 13.4,
+    "plot_comparison": 8.92,
+    "plot_overview": 4.13,
+    "summarize": 3.09,
+    "plot_agreement": 2.61,
+    "plot_network_effects": 1.13,
+    "prepare_data": 0.58,
+    "network_statistics": 0.35,
+    "correlate": 0.33,
+    "attributes": 0.06,
+    "combine_correlations": 0.05,
+    "gather": 0.03,
+    "model_metadata": 0.02,
+    "record_config": 0.01,
+}
+EXTRACT_SHARED_SECONDS = 0.27
+OTHER_JOB_SECONDS = 2.0  # a rule without a measured mean (concepts, pretrained models' rules)
 FASHION_MNIST_TRAIN = 60_000  # training images of Fashion-MNIST, the held-out set included
 
 
@@ -109,6 +137,9 @@ def estimate_run(study: Study, jobs: Iterable[PlannedJob], probe_gflops: float |
         gflops = float(config["ablation"]["gflops"]) * MEAN_OVER_SLOWEST_RATE
     images = study.evaluation_images()
     estimate = RunEstimate(probe_gflops=probe_gflops)
+    shared = not study.ablation_gpus()  # CPU jobs share a (model, layer)'s trunk and activations
+    trunks: set[tuple[str, str]] = set()  # (model, layer) whose trunk an ablate job has run
+    extracted: set[tuple[str, str]] = set()  # (model, layer) whose activations an extract job has
     for job in jobs:
         threads = max(1, int(job.threads))
         if job.rule == "all":
@@ -131,9 +162,19 @@ def estimate_run(study: Study, jobs: Iterable[PlannedJob], probe_gflops: float |
             except ValueError:  # a layer or plan the cost model does not know: named as left out
                 estimate.unknown += 1
                 continue
+            trunk = (job.wildcards["model"], parse_layer_spec(spec).layer)
+            if shared and trunk in trunks:  # loaded from the run's trunk folder
+                seconds -= job_seconds(0, images, spec, width, rate, plan)
+            trunks.add(trunk)
             estimate.ablate += (seconds + JOB_START_SECONDS * slowdown) * threads
             estimate.jobs["ablate"] += 1
         else:
-            estimate.other += (OTHER_JOB_SECONDS + JOB_START_SECONDS) * slowdown * threads
+            mean = OTHER_RULE_SECONDS.get(job.rule, OTHER_JOB_SECONDS)
+            if job.rule == "extract" and "layer_spec" in job.wildcards:
+                layer = (job.wildcards["model"], parse_layer_spec(job.wildcards["layer_spec"]).layer)
+                if shared and layer in extracted:
+                    mean = EXTRACT_SHARED_SECONDS
+                extracted.add(layer)
+            estimate.other += (mean + JOB_START_SECONDS) * slowdown * threads
             estimate.jobs["other"] += 1
     return estimate

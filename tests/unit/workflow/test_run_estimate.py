@@ -3,14 +3,18 @@ each kind of job costed by the cost model, packed onto the cores."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from unit_ablation.spec.cost import job_seconds, train_flops
 from unit_ablation.workflow.run_estimate import (
     ENGINE_OVER_PROBE,
+    EXTRACT_SHARED_SECONDS,
     JOB_START_SECONDS,
     MEAN_OVER_SLOWEST_RATE,
     OTHER_JOB_SECONDS,
+    OTHER_RULE_SECONDS,
     REFERENCE_PROBE_GFLOPS,
     TRAIN_GFLOPS_PER_THREAD,
     PlannedJob,
@@ -19,6 +23,7 @@ from unit_ablation.workflow.run_estimate import (
 )
 
 from support.studies import pretrained, study
+from support.workflow_runs import PROJECT_ROOT
 
 TRAINED = ["fmnist-alexnet-baseline-s0", "fmnist-alexnet-bn-s0"]
 WIDTH = study().config["model"]["width"]
@@ -49,7 +54,8 @@ def test_each_kind_of_job_is_costed_by_the_cost_model():
     assert MEAN_OVER_SLOWEST_RATE > 1
     ablate = job_seconds(24, plan.evaluation_images(), "conv4@rot0", width, gflops)
     assert estimate.ablate == pytest.approx(ablate + JOB_START_SECONDS)
-    assert estimate.other == pytest.approx(3 * (OTHER_JOB_SECONDS + JOB_START_SECONDS))  # 1 + 2 threads
+    other = OTHER_RULE_SECONDS["extract"] + 2 * OTHER_RULE_SECONDS["plot_layer"] + 3 * JOB_START_SECONDS
+    assert estimate.other == pytest.approx(other)  # each rule's mean, per thread (1 + 2 threads)
     assert estimate.jobs == {"train": 1, "ablate": 1, "other": 2}
     total = estimate.train + estimate.ablate + estimate.other
     assert estimate.wall_seconds(2) == pytest.approx(total / 2)
@@ -114,3 +120,61 @@ def test_a_layer_the_cost_model_does_not_know_is_left_out_not_fatal():
     job = PlannedJob("ablate", {"model": TRAINED[0], "layer_spec": "fc6", "chunk": "0-63"})
     estimate = estimate_run(study(), [job])
     assert estimate.unknown == 1 and estimate.ablate == 0
+
+
+def test_the_measured_means_name_rules_of_the_workflow():
+    rules = {
+        match.group(1)
+        for path in (PROJECT_ROOT / "rules").glob("*.smk")
+        for match in re.finditer(r"^\s*rule (\w+):", path.read_text(), re.MULTILINE)
+    }
+    assert {"train", "ablate", "plot_layer", "concept_iou"} <= rules
+    assert set(OTHER_RULE_SECONDS) <= rules - {"train", "ablate"}
+
+
+def test_a_rule_without_a_measured_mean_takes_the_default():
+    estimate = estimate_run(study(), [PlannedJob("concept_iou"), PlannedJob("gather", {"model": TRAINED[0]})])
+    assert "concept_iou" not in OTHER_RULE_SECONDS
+    assert OTHER_RULE_SECONDS["gather"] < OTHER_JOB_SECONDS
+    assert estimate.other == pytest.approx(
+        OTHER_JOB_SECONDS + OTHER_RULE_SECONDS["gather"] + 2 * JOB_START_SECONDS
+    )
+
+
+def test_on_the_cpu_a_models_layer_pays_for_its_trunk_once():
+    plan = study(lambda c: c["ablation"].update(device="cpu"))
+    images = plan.evaluation_images()
+
+    def ablate(model: str, spec: str) -> PlannedJob:
+        return PlannedJob("ablate", {"model": model, "layer_spec": spec, "chunk": "0-23"})
+
+    def seconds(jobs: list[PlannedJob], probe: float | None) -> float:
+        return estimate_run(plan, jobs, probe).ablate
+
+    probe = REFERENCE_PROBE_GFLOPS
+    rate = probe * ENGINE_OVER_PROBE
+    one = seconds([ablate(TRAINED[0], "conv4")], probe)
+    trunk = job_seconds(0, images, "conv4", WIDTH, rate)
+    assert trunk > 0
+    # the layer's other bases and values load the trunk the first job stored
+    same = [ablate(TRAINED[0], spec) for spec in ("conv4", "conv4@rot0", "conv4+mean")]
+    assert seconds(same, probe) == pytest.approx(3 * one - 2 * trunk)
+    # another layer or another model runs its own
+    other = [ablate(TRAINED[0], "conv4"), ablate(TRAINED[0], "conv5"), ablate(TRAINED[1], "conv4")]
+    assert seconds(other, probe) == pytest.approx(sum(seconds([job], probe) for job in other))
+    # on a GPU every job runs its trunk
+    plan = study(lambda c: c["ablation"].update(device="cuda"))
+    assert seconds(same, probe) == pytest.approx(3 * seconds(same[:1], probe))
+
+
+def test_a_layers_first_extract_job_computes_and_its_other_bases_load():
+    plan = study(lambda c: c["ablation"].update(device="cpu"))
+    model, other = TRAINED
+    specs = [(model, "conv4"), (model, "conv4@rot0"), (model, "conv5"), (other, "conv4@rot0")]
+    jobs = [PlannedJob("extract", {"model": m, "layer_spec": spec}) for m, spec in specs]
+    computed, loaded = OTHER_RULE_SECONDS["extract"], EXTRACT_SHARED_SECONDS
+    assert loaded < computed
+    estimate = estimate_run(plan, jobs)
+    assert estimate.other == pytest.approx(3 * computed + loaded + 4 * JOB_START_SECONDS)
+    on_gpu = estimate_run(study(lambda c: c["ablation"].update(device="cuda")), jobs)
+    assert on_gpu.other == pytest.approx(4 * (computed + JOB_START_SECONDS))
