@@ -6,7 +6,9 @@ the mean images. The first job to need a trunk stores its outputs, batch by batc
 computes them, in the run's folder (the warm-start server's, removed when the run ends); the
 others load them. A job's counts are those it would compute itself: the key covers everything the
 trunk's bits depend on on one machine (the model's weights and code, the layer, the images, the
-batch size, the thread count, the device and the torch build).
+batch size, the thread count, the device and the torch build). The extract jobs of a layer's
+bases share its activations and logits the same way, under their own `kind` of key
+(`activations.layer_statistics`).
 
 Only local CPU jobs forked by the warm-start server have a folder (`TrunkCache.for_this_job`);
 cluster jobs, GPU jobs and notebook calls run their trunk themselves. The folder holds at most
