@@ -47,8 +47,8 @@ report: "report/workflow.rst"
 
 onstart:
     probe = start_speed_probe()
-    start_warm_server()
-    log_ablation_estimates(probe)
+    warm_started = start_warm_server()
+    log_ablation_estimates(probe, warm_started)
 
 
 onsuccess:

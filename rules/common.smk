@@ -8,7 +8,7 @@ from unit_ablation.spec.layer_spec import (
     LAYER_SPEC_PATTERN,
     parse_layer_spec,
 )
-from unit_ablation.runtime import speed_probe, warm_start
+from unit_ablation.runtime import shared_folder, speed_probe, warm_start
 from unit_ablation.workflow.run_estimate import PlannedJob, estimate_run
 from unit_ablation.workflow.scheduler_timers import limit_reevaluation_timers
 from unit_ablation.workflow.study import (
@@ -43,13 +43,16 @@ def start_warm_server():
     """Local runs: jobs fork from one process that has imported torch and the other libraries
     (unit_ablation.runtime.warm_start; UNIT_ABLATION_WARM_START=0 turns it off). The Snakefile's
     onstart calls it; a project that uses this workflow as a module may call it in its own.
+    Returns whether the server started (the run estimate costs shared trunks then).
     """
     jobs = len(list(workflow.dag.needrun_jobs()))
     if workflow.non_local_exec or jobs < WARM_START_MIN_JOBS:
-        return
+        return False
     uses_torchvision = bool(STUDY.pretrained) or STUDY.source != "fashion-mnist"
     torchvision = ("torchvision",) if uses_torchvision else ()
-    warm_start.start_server(CHECKOUT / "src", warm_start.DEFAULT_PRELOAD + torchvision)
+    return warm_start.start_server(
+        CHECKOUT / "src", warm_start.DEFAULT_PRELOAD + torchvision
+    )
 
 
 def stop_warm_server():
@@ -68,12 +71,12 @@ def start_speed_probe():
     return speed_probe.start(CHECKOUT / "src") if rules & {"train", "ablate"} else None
 
 
-def log_ablation_estimates(probe=None):
+def log_ablation_estimates(probe=None, warm_started=False):
     """At the start of a run: the cost model's estimate of every layer's ablate jobs, and a warning
     when cluster jobs would be shorter than 10 minutes (schedulers handle many tiny jobs badly).
     A local run also gets the estimate of its wall time: training, ablation and the other jobs
     it is about to run (unit_ablation.workflow.run_estimate), at the speed `probe` measured
-    (start_speed_probe).
+    (start_speed_probe); `warm_started` (start_warm_server's answer): the jobs share trunks.
     """
     lines, short_jobs = STUDY.ablation_estimates()
     for line in lines:
@@ -87,4 +90,13 @@ def log_ablation_estimates(probe=None):
             for job in workflow.dag.needrun_jobs()
         ]
         gflops = None if probe is None else speed_probe.read(probe)
-        logger.info(estimate_run(STUDY, jobs, gflops).line(cores))
+        estimate = estimate_run(STUDY, jobs, gflops, warm_started and trunk_folder_on())
+        logger.info(estimate.line(cores))
+
+
+def trunk_folder_on():
+    """Whether a warm-started run's jobs share trunks (UNIT_ABLATION_TRUNK_CACHE_GB is not 0)."""
+    try:
+        return shared_folder.budget_gb() > 0
+    except ValueError:
+        return False

@@ -35,8 +35,8 @@ use rule * from unit_ablation
 
 onstart:
     probe = unit_ablation.start_speed_probe()
-    unit_ablation.start_warm_server()
-    unit_ablation.log_ablation_estimates(probe)
+    warm_started = unit_ablation.start_warm_server()
+    unit_ablation.log_ablation_estimates(probe, warm_started)
 
 
 onsuccess:

@@ -43,12 +43,14 @@ from torch import nn
 
 from unit_ablation.engine.graph_split import run_trunk, split_model
 from unit_ablation.runtime.device import image_batches
-from unit_ablation.runtime.shared_folder import TRUNK_CACHE_VARIABLE
+from unit_ablation.runtime.shared_folder import (
+    BUDGET_VARIABLE,
+    DEFAULT_BUDGET_GB,  # noqa: F401 (named here for the tests and docs)
+    TRUNK_CACHE_VARIABLE,
+    budget_gb,
+)
 
 log = logging.getLogger(__name__)
-
-BUDGET_VARIABLE = "UNIT_ABLATION_TRUNK_CACHE_GB"
-DEFAULT_BUDGET_GB = 8.0
 
 TrunkBatch = tuple[torch.Tensor, list[torch.Tensor]]  # one batch's activation and side values
 # images -> their trunk outputs in the engine's batches (`TrunkCache.source`)
@@ -73,14 +75,14 @@ class TrunkCache:
         if not folder:
             return None
         try:
-            budget_gb = float(os.environ.get(BUDGET_VARIABLE, DEFAULT_BUDGET_GB))
+            budget = budget_gb()
         except ValueError:
             value = os.environ[BUDGET_VARIABLE]
             log.warning("%s=%r is not a number: the trunk cache is off", BUDGET_VARIABLE, value)
             return None
-        if budget_gb <= 0:
+        if budget <= 0:
             return None
-        return cls(Path(folder), int(budget_gb * 2**30))
+        return cls(Path(folder), int(budget * 2**30))
 
     def trunk_batches(
         self,

@@ -7,9 +7,10 @@ costed by the torch-free cost model (`spec.cost`), packed onto the run's cores.
   `ablation.gflops` x `MEAN_OVER_SLOWEST_RATE` per job: `ablation.gflops` is the slowest layer's
   rate, so that chunks sized by it stay within their target, and over a study's jobs the engine
   runs faster.
-- **shared outputs**: on the CPU, the jobs of one (model, layer) share the trunk's outputs and the
-  extracted activations (`engine.trunk_cache`, in a warm-started run), so only the first ablate
-  job pays for the trunk, and only the first extract job for the forward pass.
+- **shared outputs**: in a warm-started run with the trunk folder on (`shared_outputs`), CPU jobs
+  of one (model, layer) share the trunk's outputs and the extracted activations
+  (`engine.trunk_cache`), so only the first ablate job pays for the trunk, and only the first
+  extract job for the forward pass.
 - **every other job** (prepare, extract, attributes, gather, correlate, plots, report, ...): its
   rule's mean in `OTHER_RULE_SECONDS` per thread, or `OTHER_JOB_SECONDS` for a rule not listed.
 
@@ -124,9 +125,16 @@ def train_images(data: dict) -> int:
     return int(data.get("train_size") or FASHION_MNIST_TRAIN - int(data["heldout_size"]))
 
 
-def estimate_run(study: Study, jobs: Iterable[PlannedJob], probe_gflops: float | None = None) -> RunEstimate:
+def estimate_run(
+    study: Study,
+    jobs: Iterable[PlannedJob],
+    probe_gflops: float | None = None,
+    shared_outputs: bool = False,
+) -> RunEstimate:
     """Core-seconds of `jobs` for the study (the target rule `all` does no work), on a machine whose
-    `runtime.speed_probe` measured `probe_gflops` (None: the reference machine's speed)."""
+    `runtime.speed_probe` measured `probe_gflops` (None: the reference machine's speed).
+    `shared_outputs`: the run's CPU jobs share a layer's trunk and activations (a warm-started run
+    with the trunk folder on)."""
     config = study.config
     width = float(config["model"]["width"])
     slowdown = 1.0 if probe_gflops is None else REFERENCE_PROBE_GFLOPS / probe_gflops
@@ -137,9 +145,16 @@ def estimate_run(study: Study, jobs: Iterable[PlannedJob], probe_gflops: float |
         gflops = float(config["ablation"]["gflops"]) * MEAN_OVER_SLOWEST_RATE
     images = study.evaluation_images()
     estimate = RunEstimate(probe_gflops=probe_gflops)
-    shared = not study.ablation_gpus()  # CPU jobs share a (model, layer)'s trunk and activations
-    trunks: set[tuple[str, str]] = set()  # (model, layer) whose trunk an ablate job has run
-    extracted: set[tuple[str, str]] = set()  # (model, layer) whose activations an extract job has
+    shared = shared_outputs and not study.ablation_gpus()
+    computed: set[tuple[str, str, str]] = set()  # (rule, model, layer) a job has computed
+
+    def loads(job: PlannedJob) -> bool:
+        """Whether the job loads what an earlier job of its (model, layer) computed and stored."""
+        key = (job.rule, job.wildcards["model"], parse_layer_spec(job.wildcards["layer_spec"]).layer)
+        found = key in computed
+        computed.add(key)
+        return shared and found
+
     for job in jobs:
         threads = max(1, int(job.threads))
         if job.rule == "all":
@@ -162,19 +177,14 @@ def estimate_run(study: Study, jobs: Iterable[PlannedJob], probe_gflops: float |
             except ValueError:  # a layer or plan the cost model does not know: named as left out
                 estimate.unknown += 1
                 continue
-            trunk = (job.wildcards["model"], parse_layer_spec(spec).layer)
-            if shared and trunk in trunks:  # loaded from the run's trunk folder
+            if loads(job):  # the trunk, from the run's folder
                 seconds -= job_seconds(0, images, spec, width, rate, plan)
-            trunks.add(trunk)
             estimate.ablate += (seconds + JOB_START_SECONDS * slowdown) * threads
             estimate.jobs["ablate"] += 1
         else:
             mean = OTHER_RULE_SECONDS.get(job.rule, OTHER_JOB_SECONDS)
-            if job.rule == "extract" and "layer_spec" in job.wildcards:
-                layer = (job.wildcards["model"], parse_layer_spec(job.wildcards["layer_spec"]).layer)
-                if shared and layer in extracted:
-                    mean = EXTRACT_SHARED_SECONDS
-                extracted.add(layer)
+            if job.rule == "extract" and "layer_spec" in job.wildcards and loads(job):
+                mean = EXTRACT_SHARED_SECONDS
             estimate.other += (mean + JOB_START_SECONDS) * slowdown * threads
             estimate.jobs["other"] += 1
     return estimate

@@ -141,15 +141,15 @@ def test_a_rule_without_a_measured_mean_takes_the_default():
     )
 
 
-def test_on_the_cpu_a_models_layer_pays_for_its_trunk_once():
+def test_where_trunks_are_shared_a_models_layer_pays_for_its_trunk_once():
     plan = study(lambda c: c["ablation"].update(device="cpu"))
     images = plan.evaluation_images()
 
     def ablate(model: str, spec: str) -> PlannedJob:
         return PlannedJob("ablate", {"model": model, "layer_spec": spec, "chunk": "0-23"})
 
-    def seconds(jobs: list[PlannedJob], probe: float | None) -> float:
-        return estimate_run(plan, jobs, probe).ablate
+    def seconds(jobs: list[PlannedJob], probe: float | None, shared: bool = True) -> float:
+        return estimate_run(plan, jobs, probe, shared_outputs=shared).ablate
 
     probe = REFERENCE_PROBE_GFLOPS
     rate = probe * ENGINE_OVER_PROBE
@@ -162,19 +162,23 @@ def test_on_the_cpu_a_models_layer_pays_for_its_trunk_once():
     # another layer or another model runs its own
     other = [ablate(TRAINED[0], "conv4"), ablate(TRAINED[0], "conv5"), ablate(TRAINED[1], "conv4")]
     assert seconds(other, probe) == pytest.approx(sum(seconds([job], probe) for job in other))
+    # a cold-started run, or one with the trunk folder off, shares nothing
+    assert seconds(same, probe, shared=False) == pytest.approx(3 * one)
     # on a GPU every job runs its trunk
     plan = study(lambda c: c["ablation"].update(device="cuda"))
     assert seconds(same, probe) == pytest.approx(3 * seconds(same[:1], probe))
 
 
-def test_a_layers_first_extract_job_computes_and_its_other_bases_load():
+def test_where_trunks_are_shared_a_layers_first_extract_job_computes_and_its_other_bases_load():
     plan = study(lambda c: c["ablation"].update(device="cpu"))
     model, other = TRAINED
     specs = [(model, "conv4"), (model, "conv4@rot0"), (model, "conv5"), (other, "conv4@rot0")]
     jobs = [PlannedJob("extract", {"model": m, "layer_spec": spec}) for m, spec in specs]
     computed, loaded = OTHER_RULE_SECONDS["extract"], EXTRACT_SHARED_SECONDS
     assert loaded < computed
-    estimate = estimate_run(plan, jobs)
+    estimate = estimate_run(plan, jobs, shared_outputs=True)
     assert estimate.other == pytest.approx(3 * computed + loaded + 4 * JOB_START_SECONDS)
-    on_gpu = estimate_run(study(lambda c: c["ablation"].update(device="cuda")), jobs)
-    assert on_gpu.other == pytest.approx(4 * (computed + JOB_START_SECONDS))
+    every_job = 4 * (computed + JOB_START_SECONDS)
+    assert estimate_run(plan, jobs).other == pytest.approx(every_job)  # nothing shared
+    on_gpu = estimate_run(study(lambda c: c["ablation"].update(device="cuda")), jobs, shared_outputs=True)
+    assert on_gpu.other == pytest.approx(every_job)
